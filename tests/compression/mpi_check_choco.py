@@ -1,7 +1,11 @@
-"""Run under ``mpiexec``: CHOCO with every operator over MPIComm equals the in-process run.
+"""Run under ``mpiexec -n 4``: CHOCO with every operator over MPIComm equals the in-process run,
+and the bytes handed to MPI are each operator's wire formula.
 
 Each rank also runs the whole problem on a LocalComm; rank 0 prints one JSON line per
-operator with the largest difference of the models and both byte counts.
+operator with the largest difference of the models and both byte counts. Then, with one node
+per rank on a ring of 4 (every message crosses ranks), each rank encodes its row of a
+``(4, 60)`` block laid out as a matrix plus vectors and shares it; rank 0 prints one
+``{"wire": name, ...}`` line with the bytes MPI was given and the hand-written formula.
 """
 
 from __future__ import annotations
@@ -50,6 +54,46 @@ def main() -> None:
                 "bytes_sent": stats.bytes_sent, "local_bytes_sent": local_stats.bytes_sent,
                 "mpi_bytes_sent": stats.mpi_bytes_sent, "row_bytes": row,
                 "expected_bytes": ROUNDS * 2 * N * row,
+            }), flush=True)
+    if mpi.size == 4:
+        wire_check()
+
+
+# One row of dim 60: a 6x7 matrix, a bias of 6 and a 3x2x2 tensor (low-rank: reshaped to 3x4).
+WIRE_DIM = 60
+WIRE_LAYOUT = [("w", (6, 7)), ("b", (6,)), ("v", (3, 2, 2))]
+# Bytes of one encoded row, written out by hand from each operator's wire format.
+WIRE_FORMULA = {
+    "none": 60 * 4,                      # fp32 values
+    "fp16": 60 * 2,
+    "bf16": 60 * 2,
+    "topk": 12 * (4 + 1),                # ratio 0.2: k = 12 fp32 values + 12 uint8 indices
+    "randomk": 3 * 4,                    # k = 3 values; coordinates come from the shared seed
+    "sign": 4 + 8,                       # fp32 scale + 60 bits packed into 8 bytes
+    "qsgd": 4 + 23,                      # fp32 norm + 60 x (1 sign + 2 level bits) = 180 bits
+    "lowrank": (1 * (6 + 7) + 6 + 1 * (3 + 4)) * 4,  # P, Q of rank 1 per matrix; bias as is
+}
+
+
+def wire_check() -> None:
+    n = 4
+    mpi = MPIComm(n)
+    W = topologies.mixing_matrix(topologies.build("ring", n), "metropolis")
+    X = torch.randn(n, WIRE_DIM, generator=torch.Generator().manual_seed(2))[mpi.nodes.start:
+                                                                              mpi.nodes.stop]
+    for name, opts in CONFIGS:
+        c = make_compressor(name, opts)
+        state = c.init(WIRE_DIM, mpi.nodes, WIRE_LAYOUT, seed=3)
+        payload, state = c.encode(X, state, 0)
+        mpi.stats = type(mpi.stats)()
+        mpi.share(payload, W)
+        stats = mpi.total_stats()
+        if mpi.rank == 0:
+            print(json.dumps({
+                "wire": name, "mpi_bytes_sent": stats.mpi_bytes_sent,
+                "bytes_sent": stats.bytes_sent, "messages": stats.messages,
+                "formula_row_bytes": WIRE_FORMULA[name],
+                "operator_row_bytes": c.payload_row_bytes(WIRE_DIM, WIRE_LAYOUT),
             }), flush=True)
 
 
