@@ -56,8 +56,26 @@ def run(args: argparse.Namespace) -> int:
     comm = _comm(config, args.resume)
     summary = run_training(config, comm=comm, quiet=args.quiet, resume=args.resume)
     if comm is None or comm.rank == 0:
+        if not args.quiet:
+            print(final_line(summary), file=sys.stderr)
         print(summary["run_dir"])
     return 0
+
+
+#: Metrics shown in the closing line, in this order, when the run reports them.
+FINAL_KEYS = ("test_accuracy", "test_accuracy_nodes", "distance_to_optimum", "train_loss",
+              "consensus_distance")
+
+
+def final_line(summary: dict) -> str:
+    """One human line for stderr: the last evaluation's main metrics, bytes and wall time
+    (stdout keeps only the run folder, for scripts)."""
+    final = summary.get("final") or {}
+    parts = [f"{k} {final[k]:.4g}" for k in FINAL_KEYS if isinstance(final.get(k), int | float)]
+    parts.append(f"bytes_sent {summary.get('bytes_sent', 0) / 1e9:.3g} GB")
+    parts.append(f"wall {summary.get('wall_time', 0.0):.1f} s")
+    head = f"gossip train: {summary.get('status', 'done')} after {summary.get('rounds_done')} rounds"
+    return head + ": " + ", ".join(parts)
 
 
 def _comm(config, resume):

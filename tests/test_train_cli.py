@@ -26,6 +26,16 @@ def test_run_prints_folder_and_writes_it(tmp_path, capsys):
     assert len(read_metrics(tmp_path / "x")) == 1
 
 
+def test_not_quiet_closes_with_final_metrics_on_stderr(tmp_path, capsys):
+    args = [a for a in Q if a != "--quiet"]
+    assert main([*args, "--out", tmp_path, "--name", "y", "--set", "rounds=4"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "y")  # stdout stays the run folder alone
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("gossip train: finished after 4 rounds: distance_to_optimum ")
+    assert "bytes_sent" in last and "wall" in last
+
+
 @pytest.mark.parametrize("bad", [["--set", "nodes=1"], ["--set", "algorithm.lr=-1"],
                                  ["--set", "topology.name=hypercube", "--set", "nodes=12"],
                                  ["--config", "/nonexistent.toml"], ["--set", "bogus=3"],
