@@ -1,8 +1,9 @@
-"""RelaySum/Model and RelaySum/Grad on a spanning tree (Vogels et al., 2021).
+"""RelaySum/Model and RelaySum/Grad on a spanning tree or on double binary trees.
 
-"RelaySum for Decentralized Deep Learning on Heterogeneous Data" (NeurIPS 2021). On a
-spanning tree ``T`` of the topology, node ``i`` sends each tree neighbour ``j`` the sum of its
-own value and of what its *other* neighbours sent it in the previous round, with a count::
+Vogels, Karimireddy, Jaggi et al., "RelaySum for Decentralized Deep Learning on Heterogeneous
+Data" (NeurIPS 2021). On a spanning tree ``T`` node ``i`` sends each tree neighbour ``j`` the
+sum of its own value and of what its *other* neighbours sent it in the previous round, with a
+count::
 
     m_{i->j}^t = v_i^t + sum_{k in N_T(i) \\ j} m_{k->i}^{t-1},     m^{-1} = 0
     c_{i->j}^t = 1     + sum_{k in N_T(i) \\ j} c_{k->i}^{t-1},     c^{-1} = 0
@@ -23,10 +24,23 @@ steps; missing updates count as 0)::
 
     x_i^{t+1} = x_i^t - 1/n (u_i + sum_j m_{j->i}^t)
 
-Messages go through ``comm.exchange`` along tree edges: ``d`` floats plus one int32 count per
-edge direction and round. Tree kinds: ``bfs`` (of the run's graph, rooted at ``root``),
-``chain``, ``binary`` (overlay trees on the node ids). The double binary trees of the paper
-(two trees, each carrying half the coordinates) are not implemented.
+Trees (option ``tree``): ``bfs`` (of the run's graph, rooted at ``root``), ``chain`` and
+``binary`` (overlay trees on the node ids), and ``double_binary``: the two mirrored binary
+trees of :func:`topologies.trees.double_binary_trees` (Sanders et al. 2009, as in NCCL and in
+the paper's experiments), where coordinates ``[0, ceil(d/2))`` run an independent RelaySum on
+the first tree and ``[ceil(d/2), d)`` on the second, each with its own relay buffers and
+counts. Every node is inner in at most one tree, so send/receive volume and relay roles
+balance. ``chain``, ``binary`` and ``double_binary`` are *overlays*: their edges are edges of
+the complete graph on the nodes and need not be topology edges (``describe`` says so when a
+tree edge is not a topology edge), as in the reference code, where the double binary trees
+are themselves the topology. ``root`` only applies to ``bfs``.
+
+Messages go through one ``comm.exchange`` per round, keyed by ``(src, dst)``; the payload is
+``(m, c)``: the floats of every tree that contains the edge, concatenated in tree order, and
+one int32 count per such tree. So a tree edge costs ``w_k`` floats plus 4 bytes per direction
+(``w_k`` its tree's coordinate count), and an edge of both double binary trees is one message
+of ``d`` floats and two counts. (The reference code interleaves the halves, ``x[k::2]``; the
+contiguous halves here are the same method up to a permutation of coordinates.)
 """
 
 from __future__ import annotations
@@ -41,7 +55,20 @@ from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
 from gossip.options import Option, at_least, non_negative
 
-__all__ = ["RelayPlan", "RelayState", "RelaySumGrad", "RelaySumModel", "relay", "relay_plan"]
+__all__ = [
+    "DoubleRelayState",
+    "RelayPlan",
+    "RelayState",
+    "RelaySumGrad",
+    "RelaySumModel",
+    "coordinate_slices",
+    "relay",
+    "relay_plan",
+    "relay_plans",
+    "relay_trees",
+]
+
+TREES = ("bfs", "chain", "binary", "double_binary")
 
 
 @dataclass(frozen=True)
@@ -54,25 +81,123 @@ class RelayPlan:
 
 
 class RelayState(NamedTuple):
+    """State on one tree."""
+
     X: torch.Tensor
     R: torch.Tensor  # (len(in_edges), d): last message m_{k->i} per incoming edge
     Rc: torch.Tensor  # (len(in_edges),) int64: its count c_{k->i}
     X0: torch.Tensor  # initial models (fill of the missing mass with missing='initial')
 
 
-def relay_plan(graph: nx.Graph, kind: str, root: int, nodes: range) -> RelayPlan:
-    """Spanning tree ``kind`` of ``graph`` and the incoming edges of ``nodes``."""
-    from topologies.trees import spanning_tree
+class DoubleRelayState(NamedTuple):
+    """State on double binary trees: relay buffers of each half on its own tree."""
 
-    tree = spanning_tree(graph, kind=kind, root=root)
+    X: torch.Tensor
+    R1: torch.Tensor  # (len(in_edges of tree 1), ceil(d/2))
+    Rc1: torch.Tensor
+    R2: torch.Tensor  # (len(in_edges of tree 2), d - ceil(d/2))
+    Rc2: torch.Tensor
+    X0: torch.Tensor
+
+
+def _plan(tree: nx.Graph, nodes: range) -> RelayPlan:
     in_edges = tuple((k, i) for i in nodes for k in sorted(tree.neighbors(i)))
     return RelayPlan(tree, nx.diameter(tree) if len(tree) > 1 else 0, in_edges)
+
+
+def relay_plans(graph: nx.Graph, kind: str, root: int, nodes: range) -> tuple[RelayPlan, ...]:
+    """The relay plan of each tree of ``kind`` (two for ``double_binary``, else one).
+
+    Raises ``TopologyError`` for an unknown kind, a bad root or a disconnected ``graph``
+    (``bfs``).
+    """
+    from topologies.trees import spanning_tree
+
+    trees = spanning_tree(graph, kind=kind, root=root)
+    trees = trees if isinstance(trees, tuple) else (trees,)
+    return tuple(_plan(t, nodes) for t in trees)
+
+
+def relay_plan(graph: nx.Graph, kind: str, root: int, nodes: range) -> RelayPlan:
+    """Spanning tree ``kind`` of ``graph`` and the incoming edges of ``nodes`` (one tree)."""
+    if kind == "double_binary":
+        raise ValueError("relay_plan builds one tree; use relay_plans for 'double_binary'")
+    (plan,) = relay_plans(graph, kind, root, nodes)
+    return plan
+
+
+def coordinate_slices(d: int, trees: int) -> list[slice]:
+    """Coordinates relayed on each tree: all of them, or ``[0, ceil(d/2))`` and the rest."""
+    if trees == 1:
+        return [slice(0, d)]
+    half = (d + 1) // 2
+    return [slice(0, half), slice(half, d)]
+
+
+def relay_trees(
+    V: list[torch.Tensor],
+    R: list[torch.Tensor],
+    Rc: list[torch.Tensor],
+    plans: tuple[RelayPlan, ...],
+    comm,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One RelaySum round on several trees at once, in a single ``comm.exchange``.
+
+    Tree ``k`` relays the values ``V[k]`` (its coordinates of the hosted nodes, ``(b, w_k)``)
+    with buffers ``R[k]``, ``Rc[k]`` (messages and counts received in the previous round, in
+    ``plans[k].in_edges`` order). The message on edge ``(i, j)`` carries the parts of every
+    tree containing that edge: ``(cat_k m^k_{i->j}, [c^k_{i->j}]_k as int32)``.
+
+    Returns
+    -------
+    list, per tree, of ``(R, Rc, S, N)``:
+        this round's received messages and counts (the next state), ``S = sum_j m_{j->i}``
+        ``(b, w_k)`` and ``N = sum_j c_{j->i}`` ``(b,)`` per hosted node.
+    """
+    nodes = comm.nodes
+    index = [{e: r for r, e in enumerate(p.in_edges)} for p in plans]
+    parts: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for k, plan in enumerate(plans):
+        Rk, Rck, idx = R[k], Rc[k], index[k]
+        for i in nodes:
+            incoming = [idx[(j, i)] for j in plan.tree.neighbors(i)]
+            total = Rk[incoming].sum(0) if incoming else torch.zeros_like(V[k][0])
+            count = Rck[incoming].sum() if incoming else Rck.new_zeros(())
+            for j in plan.tree.neighbors(i):
+                m = V[k][i - nodes.start] + total - Rk[idx[(j, i)]]
+                parts.setdefault((i, j), []).append((m, 1 + count - Rck[idx[(j, i)]]))
+    messages = {
+        e: (torch.cat([m for m, _ in p]), torch.stack([c for _, c in p]).to(torch.int32))
+        for e, p in parts.items()
+    }
+    received = comm.exchange(messages)
+    widths = [v.shape[1] for v in V]
+    pieces: dict[tuple[int, tuple[int, int]], tuple[torch.Tensor, int]] = {}
+    for e, (m, c) in received.items():
+        src, dst = e
+        trees = [k for k, p in enumerate(plans) if p.tree.has_edge(src, dst)]
+        ms = torch.split(m, [widths[k] for k in trees])
+        for slot, k in enumerate(trees):
+            pieces[(k, e)] = (ms[slot], int(c[slot]))
+    out = []
+    for k, plan in enumerate(plans):
+        R_new = (torch.stack([pieces[(k, e)][0] for e in plan.in_edges])
+                 if plan.in_edges else R[k])
+        Rc_new = torch.tensor([pieces[(k, e)][1] for e in plan.in_edges], dtype=torch.int64,
+                              device=Rc[k].device)
+        S = torch.zeros_like(V[k])
+        N = torch.zeros(len(nodes), dtype=torch.int64, device=Rc[k].device)
+        for r, (_, i) in enumerate(plan.in_edges):
+            S[i - nodes.start] += R_new[r]
+            N[i - nodes.start] += Rc_new[r]
+        out.append((R_new, Rc_new, S, N))
+    return out
 
 
 def relay(
     V: torch.Tensor, R: torch.Tensor, Rc: torch.Tensor, plan: RelayPlan, comm
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One RelaySum round: send ``m_{i->j}``, ``c_{i->j}`` on every tree edge, receive.
+    """One RelaySum round on one tree: send ``m_{i->j}``, ``c_{i->j}`` on every tree edge.
 
     Parameters
     ----------
@@ -90,58 +215,79 @@ def relay(
     N : tensor (b,)
         ``sum_j c_{j->i}^t``: how many other nodes' values ``S`` holds.
     """
-    nodes = comm.nodes
-    index = {e: r for r, e in enumerate(plan.in_edges)}
-    messages = {}
-    for i in nodes:
-        incoming = [index[(k, i)] for k in plan.tree.neighbors(i)]
-        total = R[incoming].sum(0) if incoming else torch.zeros_like(V[0])
-        count = Rc[incoming].sum() if incoming else Rc.new_zeros(())
-        for j in plan.tree.neighbors(i):
-            m = V[i - nodes.start] + total - R[index[(j, i)]]
-            c = 1 + count - Rc[index[(j, i)]]
-            messages[(i, j)] = (m, c.reshape(1).to(torch.int32))
-    received = comm.exchange(messages)
-    R_new = torch.stack([received[e][0] for e in plan.in_edges]) if plan.in_edges else R
-    Rc_new = torch.tensor(
-        [int(received[e][1][0]) for e in plan.in_edges], dtype=torch.int64, device=Rc.device
-    )
-    S = torch.zeros_like(V)
-    N = torch.zeros(len(nodes), dtype=torch.int64, device=Rc.device)
-    for r, (_, i) in enumerate(plan.in_edges):
-        S[i - nodes.start] += R_new[r]
-        N[i - nodes.start] += Rc_new[r]
-    return R_new, Rc_new, S, N
+    (result,) = relay_trees([V], [R], [Rc], (plan,), comm)
+    return result
 
 
 _OPTIONS = [
-    Option("tree", str, "bfs", "spanning tree of the topology",
-           choices=("bfs", "chain", "binary")),
+    Option("tree", str, "bfs", "spanning tree of the topology, or two overlay binary trees "
+           "each relaying half the coordinates (double_binary)", choices=TREES),
     Option("root", int, 0, "root of the bfs tree", check=non_negative),
     Option("local_steps", int, 1, "local SGD steps before each relay", check=at_least(1)),
 ]
 
 
 class _RelaySum(Algorithm):
-    _plan: RelayPlan | None = None
+    _plans: tuple[RelayPlan, ...] | None = None
+    _plans_key: tuple | None = None
 
-    def plan(self, ctx: Context) -> RelayPlan:
-        if self._plan is None or self._plan.tree.number_of_nodes() != ctx.comm.n:
-            self._plan = relay_plan(
+    def plans(self, ctx: Context) -> tuple[RelayPlan, ...]:
+        """The relay plan of each tree (cached per graph and hosted nodes)."""
+        key = (id(ctx.graph), ctx.comm.n, ctx.comm.nodes)
+        if self._plans is None or self._plans_key != key:
+            self._plans = relay_plans(
                 ctx.graph, self.options["tree"], self.options["root"], ctx.comm.nodes
             )
-        return self._plan
+            self._plans_key = key
+        return self._plans
 
-    def init(self, ctx: Context) -> RelayState:
+    def init(self, ctx: Context) -> RelayState | DoubleRelayState:
         X = ctx.problem.init_params(ctx.comm.nodes)
-        m = len(self.plan(ctx).in_edges)
-        R = X.new_zeros((m, X.shape[1]))
-        return RelayState(X, R, torch.zeros(m, dtype=torch.int64, device=X.device), X.clone())
+        plans = self.plans(ctx)
+        buffers = []
+        for plan, s in zip(plans, coordinate_slices(X.shape[1], len(plans)), strict=True):
+            m = len(plan.in_edges)
+            buffers += [X.new_zeros((m, s.stop - s.start)),
+                        torch.zeros(m, dtype=torch.int64, device=X.device)]
+        return _state(X, buffers, X.clone())
+
+    def _relay(
+        self, V: torch.Tensor, state: RelayState | DoubleRelayState, ctx: Context
+    ) -> tuple[list, torch.Tensor, list[torch.Tensor], list[slice]]:
+        """Relay ``V`` on every tree; returns new buffers, ``S`` (b, d), ``N`` per tree, slices."""
+        plans = self.plans(ctx)
+        slices = coordinate_slices(V.shape[1], len(plans))
+        old = list(state[1:-1])
+        outs = relay_trees([V[:, s] for s in slices], old[0::2], old[1::2], plans, ctx.comm)
+        buffers = [b for R, Rc, _, _ in outs for b in (R, Rc)]
+        S = torch.cat([S for _, _, S, _ in outs], dim=1) if len(outs) > 1 else outs[0][2]
+        return buffers, S, [N for _, _, _, N in outs], slices
 
     def describe(self, ctx: Context) -> dict:
-        plan = self.plan(ctx)
-        edges = sorted(tuple(sorted(e)) for e in plan.tree.edges())
-        return {**super().describe(ctx), "tree_edges": edges, "tree_diameter": plan.diameter}
+        plans = self.plans(ctx)
+        graph = ctx.graph.to_undirected(as_view=True) if ctx.graph.is_directed() else ctx.graph
+        info = super().describe(ctx)
+        trees = []
+        for plan, s in zip(plans, coordinate_slices(ctx.problem.dim, len(plans)), strict=True):
+            edges = sorted(tuple(sorted(e)) for e in plan.tree.edges())
+            trees.append({"edges": edges, "diameter": plan.diameter,
+                          "root": plan.tree.graph.get("root", 0),
+                          "coordinates": [s.start, s.stop]})
+        overlay = any(not graph.has_edge(*e) for t in trees for e in t["edges"])
+        if overlay:
+            info["tree"] = f"{self.options['tree']} (overlay: ignores topology edges)"
+        info["tree_diameter"] = max(t["diameter"] for t in trees)
+        if len(trees) == 1:
+            info["tree_edges"] = trees[0]["edges"]
+        else:
+            info["trees"] = trees
+        return info
+
+
+def _state(X: torch.Tensor, buffers: list[torch.Tensor], X0: torch.Tensor):
+    if len(buffers) == 2:
+        return RelayState(X, *buffers, X0)
+    return DoubleRelayState(X, *buffers, X0)
 
 
 class RelaySumModel(_RelaySum):
@@ -154,14 +300,17 @@ class RelaySumModel(_RelaySum):
                choices=("own", "initial")),
     ]
 
-    def round(self, state: RelayState, t: int, ctx: Context) -> tuple[RelayState, torch.Tensor]:
+    def round(
+        self, state: RelayState | DoubleRelayState, t: int, ctx: Context
+    ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
         H, n = self.options["local_steps"], ctx.comm.n
         X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)))
-        R, Rc, S, N = relay(X_half, state.R, state.Rc, self.plan(ctx), ctx.comm)
+        buffers, S, N, slices = self._relay(X_half, state, ctx)
         fill = X_half if self.options["missing"] == "own" else state.X0
-        missing = (n - 1 - N).to(X_half.dtype).unsqueeze(1)
+        missing = torch.cat([(n - 1 - Nk).to(X_half.dtype).unsqueeze(1).expand(-1, s.stop - s.start)
+                             for Nk, s in zip(N, slices, strict=True)], dim=1)
         X_new = (X_half + S + missing * fill) / n
-        return RelayState(X_new, R, Rc, state.X0), losses
+        return _state(X_new, buffers, state.X0), losses
 
 
 class RelaySumGrad(_RelaySum):
@@ -170,7 +319,9 @@ class RelaySumGrad(_RelaySum):
     name = "relaysum_grad"
     OPTIONS = list(_OPTIONS)
 
-    def round(self, state: RelayState, t: int, ctx: Context) -> tuple[RelayState, torch.Tensor]:
+    def round(
+        self, state: RelayState | DoubleRelayState, t: int, ctx: Context
+    ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
         H, n, eta = self.options["local_steps"], ctx.comm.n, float(ctx.lr(t))
         if H == 1:
             U, losses = ctx.problem.gradients(state.X, ctx.comm.nodes, t)
@@ -178,5 +329,5 @@ class RelaySumGrad(_RelaySum):
         else:
             X_local, losses = sgd_steps(state.X, ctx, t, H, eta)
             U = state.X - X_local
-        R, Rc, S, _ = relay(U, state.R, state.Rc, self.plan(ctx), ctx.comm)
-        return RelayState(state.X - (U + S) / n, R, Rc, state.X0), losses
+        buffers, S, _, _ = self._relay(U, state, ctx)
+        return _state(state.X - (U + S) / n, buffers, state.X0), losses
