@@ -14,18 +14,16 @@ from topologies.builders import (
     complete,
     erdos_renyi,
     exponential,
-    from_file,
     grid,
     hypercube,
     random_regular,
     ring,
     small_world,
-    social,
-    social_names,
     star,
     torus,
 )
 from topologies.errors import TopologyError
+from topologies.external import from_file, social, social_names
 from topologies.mixing import check_connected, check_mixing, lazy, mixing_matrix, rules
 from topologies.registry import build, names
 from topologies.schedules import (

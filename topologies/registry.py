@@ -7,18 +7,18 @@ from collections.abc import Callable
 
 import networkx as nx
 
-from topologies import builders
+from topologies import builders, external
 from topologies.errors import TopologyError
 
 __all__ = ["build", "names"]
 
 
 def _social(*, graph: str = "karate") -> nx.Graph:
-    return builders.social(graph)
+    return external.social(graph)
 
 
 def _file(*, path: str) -> nx.Graph:
-    return builders.from_file(path)
+    return external.from_file(path)
 
 
 # name -> builder; builders taking ``n`` get it first, those taking ``seed`` get it too.

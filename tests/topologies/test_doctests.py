@@ -8,6 +8,7 @@ import pytest
 MODULES = [
     "topologies",
     "topologies.builders",
+    "topologies.external",
     "topologies.registry",
     "topologies.mixing",
     "topologies.schedules",
