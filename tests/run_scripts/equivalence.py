@@ -29,6 +29,8 @@ def cases() -> dict[str, list[str]]:
                             "topology.name=complete"]
     out["dsgd-onepeer"] = [*COMMON, "topology.schedule=one_peer_exponential",
                            "algorithm.local_steps=2"]
+    out["relaysum_model-double"] = [*COMMON, "algorithm.name=relaysum_model",
+                                    "algorithm.tree=double_binary"]
     return out
 
 
