@@ -11,8 +11,9 @@ A stochastic gradient at step ``t`` uses node ``i``'s mini-batch ``t``: its samp
 ``perm(seed, i, epoch)``. The stream depends on ``(seed, i, t)`` only, so the same seed gives
 the same batches in process and over MPI, whatever the placement.
 
-Gradients of the hosted block are vectorised over nodes (:mod:`gossip.training`) when the model
-allows it, else computed in a loop. Data is normalised once and kept on ``device``.
+Gradients of the hosted block are computed for all its nodes at once (:mod:`gossip.training`:
+fused batched matmuls for mlp/logreg, ``vmap`` for other models) when the model allows it, else
+in a loop. Data is normalised once and kept on ``device``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from gossip.models.flat import layout_of, model_vector
 from gossip.models.registry import MODELS, make_model, model_options
 from gossip.options import Option, at_least, non_negative, positive, resolve
 from gossip.problems.base import Problem
-from gossip.training.grads import choose_backend
+from gossip.training.grads import BACKENDS, choose_backend
 
 __all__ = ["CLASSIFICATION_OPTIONS", "ClassificationProblem", "make_classification_problem"]
 
@@ -47,8 +48,9 @@ CLASSIFICATION_OPTIONS = [
     Option("model", str, "mlp", "network", choices=tuple(MODELS)),
     Option("hidden", list, [128], "hidden widths (mlp)"),
     Option("groups", int, 2, "GroupNorm groups (resnet20)", check=positive),
-    Option("backend", str, "auto", "local gradients: vmap over nodes, loop, or auto",
-           choices=("auto", "vmap", "loop")),
+    Option("backend", str, "auto",
+           "local gradients: fused (Linear/ReLU chains), vmap over nodes, loop, or auto",
+           choices=BACKENDS),
     Option("test_subset", int, 0, "evaluate on at most this many test samples (0: all)",
            check=non_negative),
     Option("eval_nodes", int, 0, "nodes whose own models are evaluated (0: all)",

@@ -1,6 +1,9 @@
-"""Local training of node blocks: vectorised (``torch.func``) and loop gradients."""
+"""Local training of node blocks: fused (hand-written batched backward for Linear/ReLU
+chains), vectorised (``torch.func``) and loop gradients."""
 
+from gossip.training.fused import fused_grads, fused_logits, linear_plan
 from gossip.training.grads import (
+    BACKENDS,
     Backend,
     choose_backend,
     loop_grads,
@@ -10,8 +13,12 @@ from gossip.training.grads import (
 )
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "choose_backend",
+    "fused_grads",
+    "fused_logits",
+    "linear_plan",
     "loop_grads",
     "loop_logits",
     "vectorized_grads",

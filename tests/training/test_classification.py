@@ -85,7 +85,7 @@ def test_describe_and_partition_table(problem):
     table = problem.partition_table()
     assert table.shape == (8, 10) and table.sum() == 2000
     assert d["partition"]["class_counts"] == table.tolist()
-    assert d["backend"] == "vmap" and d["parameters"] == problem.dim == 256 * 16 + 16 + 170
+    assert d["backend"] == "fused" and d["parameters"] == problem.dim == 256 * 16 + 16 + 170
     assert d["model"] == "mlp" and d["dataset"] == "synthetic"
 
 

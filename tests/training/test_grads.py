@@ -91,7 +91,8 @@ class DataDependent(nn.Module):
 
 def test_choose_backend():
     m = make_model("mlp", (1, 12, 12), 5)
-    assert choose_backend(m, (1, 12, 12), 5).name == "vmap"
+    assert choose_backend(m, (1, 12, 12), 5).name == "fused"  # a Linear/ReLU chain
+    assert choose_backend(m, (1, 12, 12), 5, prefer="vmap").name == "vmap"
     forced = choose_backend(m, (1, 12, 12), 5, prefer="loop")
     assert forced.name == "loop" and forced.reason == "forced by configuration"
     bad = DataDependent()
