@@ -284,7 +284,10 @@ class _RelaySum(Algorithm):
         return info
 
 
-def _state(X: torch.Tensor, buffers: list[torch.Tensor], X0: torch.Tensor):
+def _state(
+    X: torch.Tensor, buffers: list[torch.Tensor], X0: torch.Tensor
+) -> RelayState | DoubleRelayState:
+    """The state type of one tree (two buffers) or of double binary trees (four)."""
     if len(buffers) == 2:
         return RelayState(X, *buffers, X0)
     return DoubleRelayState(X, *buffers, X0)
