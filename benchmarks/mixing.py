@@ -8,23 +8,30 @@ row reports ``ratio = time / copy time`` (1.0 = at the bound).
 Formulations timed, for Metropolis ``W`` of a ring, a 2-D torus and the exponential graph:
 
 - ``comm.mix``: ``LocalComm(n).mix(X, W)``, what the algorithms call;
-- ``apply_rows``: the raw ``gossip.comm.base.apply_rows`` product (cached dense or CSR torch
-  operator, without the byte counting);
+- ``apply_rows``: the raw ``gossip.comm.base.apply_rows`` product (the cached operator it picks:
+  local diagonals for large rows of a ring/torus-like slice, else dense or CSR torch), without
+  the byte counting;
 - ``dense``: ``torch.mm`` with dense ``W`` (skipped when ``n^2 d > 1e10``);
 - ``csr``: ``torch.sparse_csr_tensor(W) @ X``;
-- ``rolls``: ``sum_k w_k * roll(X, -k)`` over the diagonals ``k`` of ``W``
-  (``w_k[i] = W[i, (i + k) mod n]``), the naive weighted-roll form;
-- ``diagonals``: the same sum without temporaries, ``addcmul_`` on row slices;
+- ``rolls``: ``sum_o w_o * roll(X, -o)`` over the local diagonals ``o`` of ``W``
+  (``w_o[i] = W[i, i + o]``, a wrapped diagonal ``k`` being the two offsets ``k`` and ``k - n``),
+  the naive weighted-roll form;
+- ``diagonals``: the same sum without temporaries, ``addcmul_`` on row slices
+  (``gossip.comm.mixing_ops.mix_diagonals`` in one block);
 - ``diagonals blocked``: ``diagonals`` applied one block of rows at a time (about 2 MB of ``X``),
   so the rows read for one offset are still in cache for the next;
-- ``index_add``: ``Y.index_add_(0, i, w * X[j])`` over the edge list (in edge chunks).
+- ``index_add``: ``Y.index_add_(0, i, w * X[j])`` over the edge list (in edge chunks);
+- ``ell`` (with ``--extra``): ``gossip.comm.mixing_ops.mix_ell``, per output row up to max-degree
+  ``(index, weight)`` pairs, ``Y = sum_k w[:, k] * X[idx[:, k]]`` in row blocks. ``--extra`` also
+  allows the non-circulant topologies ``random_matching`` and ``erdos_renyi``.
 
-Diagonals holding fewer than half the rows (e.g. a torus' wrap-around edges) are applied by
-``index_add_`` on their rows only, in the diagonal formulations.
+Offsets holding fewer than half the rows of their span (e.g. a torus' wrap-around edges) are
+applied as strided slices when evenly spaced, else by ``index_add_`` on their rows only.
 
     python benchmarks/mixing.py                     # n = 16,256,1024; d = 1e4,1e5
     python benchmarks/mixing.py --quick             # n = 16; d = 1e4
     python benchmarks/mixing.py --device cuda
+    python benchmarks/mixing.py --extra --topologies random_matching,erdos_renyi,ring
 """
 
 from __future__ import annotations
@@ -50,8 +57,22 @@ from benchmarks.common import (  # noqa: E402
 if typing.TYPE_CHECKING:
     import torch
 
-__all__ = ["COLUMNS", "METHODS", "DiagonalPlan", "add_arguments", "diagonal_plan", "main", "run"]
-__all__ += ["mix_diagonals", "mix_rolls", "mixing_matrix"]
+    from gossip.comm.mixing_ops import DiagonalPlan
+
+# the diagonal and ELL forms live in gossip.comm.mixing_ops; re-exported lazily (torch)
+_MIXING_OPS = ("DiagonalPlan", "diagonal_plan", "ell_plan", "mix_diagonals", "mix_ell")
+
+
+def __getattr__(name: str):
+    if name in _MIXING_OPS:
+        from gossip.comm import mixing_ops
+
+        return getattr(mixing_ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["COLUMNS", "METHODS", "add_arguments", "main", "methods", "mix_rolls", "mixing_matrix"]
+__all__ += ["run"]  # and, lazily, the names of _MIXING_OPS
 
 COLUMNS = ["topology", "n", "d", "method", "ms", "gb_per_s", "ratio"]
 METHODS = [
@@ -65,8 +86,8 @@ METHODS = [
     "index_add",
 ]
 TOPOLOGIES = ["ring", "torus", "exponential"]
+EXTRA_TOPOLOGIES = ["random_matching", "erdos_renyi"]  # non-circulant W, with --extra
 DENSE_MAX = 1e10  # n^2 d multiply-adds above which the dense product is skipped
-BLOCK_BYTES = 2 << 20  # rows of X per block in "diagonals blocked"
 GATHER_BYTES = 256 << 20  # temporary of one index_add chunk
 
 
@@ -87,113 +108,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed batches per point")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--extra",
+        action="store_true",
+        help="also time the ELL form ('ell') and allow the topologies "
+        + ", ".join(EXTRA_TOPOLOGIES),
+    )
 
 
 def mixing_matrix(topology: str, n: int):
     """Metropolis ``W`` (scipy CSR) of ``topology`` on ``n`` nodes.
 
     The exponential graph is directed; its Metropolis weights are those of the undirected
-    graph with the same edges (symmetric, doubly stochastic).
+    graph with the same edges (symmetric, doubly stochastic). ``random_matching`` is round 0 of
+    that schedule (seed 0), ``erdos_renyi`` the default random graph of ``topologies.build``.
     """
+    import scipy.sparse as sp
+
     import topologies
 
+    if topology == "random_matching":
+        return sp.csr_array(topologies.make_schedule("random_matching", n).matrix(0))
     graph = topologies.build(topology, n)
     if graph.is_directed():
         graph = graph.to_undirected()
     return topologies.mixing_matrix(graph, rule="metropolis")
 
 
-class DiagonalPlan(typing.NamedTuple):
-    """``W`` split into its wrapped diagonals ``w_k[i] = W[i, (i + k) mod n]``.
-
-    ``dense`` holds ``(k, w_k)`` for diagonals with a nonzero in at least half the rows (``w_k``
-    as an ``(n, 1)`` column, zeros included); ``sparse`` holds ``(k, rows, w)`` for the others.
-    """
-
-    n: int
-    dense: list
-    sparse: list
-
-
-def diagonal_plan(W, dtype, device) -> DiagonalPlan:
-    """The :class:`DiagonalPlan` of ``W`` (any ``n x n`` scipy sparse matrix)."""
-    import numpy as np
-    import scipy.sparse as sp
-    import torch
-
-    coo = sp.coo_array(W)
-    n = coo.shape[0]
-    offsets = (coo.col - coo.row) % n
-    dense, sparse = [], []
-    for k in np.unique(offsets):
-        pick = offsets == k
-        rows, vals = coo.row[pick].astype(np.int64), coo.data[pick]
-        if 2 * len(rows) >= n or k == 0:
-            w = np.zeros(n)
-            w[rows] = vals
-            dense.append((int(k), torch.tensor(w, dtype=dtype, device=device)[:, None]))
-        else:
-            sparse.append(
-                (
-                    int(k),
-                    torch.from_numpy(rows).to(device),
-                    torch.tensor(vals, dtype=dtype, device=device)[:, None],
-                )
-            )
-    dense.sort(key=lambda e: e[0] != 0)  # the main diagonal first: it initialises Y
-    return DiagonalPlan(n, dense, sparse)
-
-
 def mix_rolls(X: torch.Tensor, plan: DiagonalPlan) -> torch.Tensor:
-    """``W X`` as ``sum_k w_k * roll(X, -k, 0)``: one temporary per diagonal."""
+    """``W X`` as ``sum_o w_o * roll(X, -o, 0)`` over the offsets of a whole-``W`` plan: one
+    temporary per offset (``w_o`` is zero on the rows without an entry, so the roll's wrap is
+    never used); strided and sparse offsets by ``index_add_`` on their rows."""
     import torch
 
     Y = torch.zeros_like(X)
-    for k, w in plan.dense:
-        Y += w * torch.roll(X, -k, 0)
-    _sparse_diagonals(X, plan, Y)
+    for o, w in plan.dense:
+        Y += w * torch.roll(X, -o, 0)
+    for o, lo, step, w in plan.strided:
+        rows = torch.arange(lo, lo + step * len(w), step, device=X.device)
+        Y.index_add_(0, rows, X.index_select(0, rows + o) * w)
+    for o, rows, w in plan.sparse:
+        Y.index_add_(0, rows, X.index_select(0, rows + o) * w)
     return Y
-
-
-def _segments(k: int, lo: int, hi: int, n: int) -> list[tuple[int, int, int]]:
-    """Rows ``[a, b)`` of ``[lo, hi)`` and the first source row ``(a + k) mod n``, unwrapped."""
-    cut = n - k  # rows below take X[i + k], rows from here take X[i + k - n]
-    out = []
-    if lo < min(hi, cut):
-        out.append((lo, min(hi, cut), lo + k))
-    if max(lo, cut) < hi:
-        out.append((max(lo, cut), hi, max(lo, cut) + k - n))
-    return out
-
-
-def _sparse_diagonals(X: torch.Tensor, plan: DiagonalPlan, Y: torch.Tensor) -> None:
-    for k, rows, w in plan.sparse:
-        Y.index_add_(0, rows, X.index_select(0, (rows + k) % plan.n) * w)
-
-
-def mix_diagonals(X: torch.Tensor, plan: DiagonalPlan, block_rows: int | None = None):
-    """``W X`` by ``addcmul_`` of row slices along each diagonal, optionally in row blocks.
-
-    ``y_i = sum_k w_k[i] x_{(i + k) mod n}``; with ``block_rows``, all diagonals of one block
-    of ``Y``'s rows are applied before the next block, so the rows of ``X`` they read overlap
-    in cache.
-    """
-    import torch
-
-    n = plan.n
-    flat = X.reshape(n, -1)
-    Y = torch.empty_like(flat)
-    step = block_rows or n
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        for j, (k, w) in enumerate(plan.dense):
-            for a, b, s in _segments(k, lo, hi, n):
-                if j == 0:
-                    torch.mul(flat[s : s + b - a], w[a:b], out=Y[a:b])
-                else:
-                    Y[a:b].addcmul_(w[a:b], flat[s : s + b - a])
-    _sparse_diagonals(flat, plan, Y)
-    return Y.reshape(X.shape)
 
 
 def _index_add(X: torch.Tensor, rows, cols, vals) -> torch.Tensor:
@@ -208,8 +164,9 @@ def _index_add(X: torch.Tensor, rows, cols, vals) -> torch.Tensor:
     return Y
 
 
-def methods(W, X: torch.Tensor) -> dict:
-    """Every formulation of ``W X`` as a zero-argument callable (``None`` when skipped)."""
+def methods(W, X: torch.Tensor, extra: bool = False) -> dict:
+    """Every formulation of ``W X`` as a zero-argument callable (``None`` when skipped); with
+    ``extra`` also the ELL form (``gossip.comm.mixing_ops.mix_ell``, row blocks of ~2 MB)."""
     import warnings
 
     import numpy as np
@@ -218,12 +175,12 @@ def methods(W, X: torch.Tensor) -> dict:
 
     from gossip.comm.base import apply_rows
     from gossip.comm.local import LocalComm
+    from gossip.comm.mixing_ops import diagonal_plan, ell_plan, mix_diagonals, mix_ell
 
     n, d = X.shape
     dev, dt = X.device, X.dtype
     comm, ids, nodes = LocalComm(n), np.arange(n, dtype=np.int64), range(n)
     plan = diagonal_plan(W, dt, dev)
-    block = max(1, BLOCK_BYTES // (d * X.element_size()))
     csr = sp.csr_array(W)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -239,17 +196,21 @@ def methods(W, X: torch.Tensor) -> dict:
     cols = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
     vals = torch.from_numpy(coo.data).to(dtype=dt, device=dev)[:, None]
     Wd = torch.from_numpy(csr.toarray()).to(dtype=dt, device=dev)
-    return {
+    found = {
         "comm.mix": lambda: comm.mix(X, W),
         "apply_rows": lambda: apply_rows(W, nodes, ids, X),
         "dense": (lambda: Wd @ X) if n * n * d <= DENSE_MAX else None,
         "csr": lambda: S @ X,
         "rolls": lambda: mix_rolls(X, plan),
-        "diagonals": lambda: mix_diagonals(X, plan),
-        "diagonals blocked": lambda: mix_diagonals(X, plan, block),
+        "diagonals": lambda: mix_diagonals(X, plan, 0),
+        "diagonals blocked": lambda: mix_diagonals(X, plan),
         "index_add": lambda: _index_add(X, rows, cols, vals),
         "_reference": lambda: torch.from_numpy(csr @ X.double().cpu().numpy()),
     }
+    if extra:
+        ell = ell_plan(W, dt, dev)
+        found["ell"] = lambda: mix_ell(X, ell)
+    return found
 
 
 def measure(topology: str, n: int, d: int, args) -> list[dict]:
@@ -265,7 +226,7 @@ def measure(topology: str, n: int, d: int, args) -> list[dict]:
     Y = torch.empty_like(X)
     copy_s = time_per_call(lambda: Y.copy_(X), **timing)
     nbytes = 2 * X.numel() * X.element_size()
-    found = methods(W, X)
+    found = methods(W, X, getattr(args, "extra", False))
     ref = found.pop("_reference")()
     rows = [_point(topology, n, d, "copy (bound)", copy_s, copy_s, nbytes)]
     for name, fn in found.items():
@@ -321,9 +282,10 @@ def run(args) -> int:
     sizes = args.sizes or ([16] if args.quick else [16, 256, 1024])
     dims = args.dims or ([10_000] if args.quick else [10_000, 100_000])
     tops = [t for t in args.topologies.split(",") if t]
+    allowed = TOPOLOGIES + (EXTRA_TOPOLOGIES if args.extra else [])
     for t in tops:
-        if t not in TOPOLOGIES:
-            raise ConfigError(f"unknown topology {t!r}; allowed: {', '.join(TOPOLOGIES)}")
+        if t not in allowed:
+            raise ConfigError(f"unknown topology {t!r}; allowed: {', '.join(allowed)}")
     rows = []
     for t in tops:
         for n in sizes:

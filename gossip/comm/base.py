@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from gossip.comm.mixing_ops import DiagonalPlan, diagonal_plan, mix_diagonals
 from gossip.placement import Placement
 
 __all__ = [
@@ -214,13 +215,21 @@ def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Te
 
     One product of the ``(b, len(ids))`` slice of ``W`` with ``rows`` (extra dimensions of
     ``rows`` are flattened and restored), in ``rows``' floating dtype and on its device. The
-    slice is converted to a torch matrix once per ``(W, nodes, ids, dtype, device)`` and cached
-    (a static topology reuses it every round): dense when small, CSR otherwise.
+    slice is converted once per ``(W, nodes, ids, dtype, device)`` and cached (a static topology
+    reuses it every round). On the CPU, when rows are large (``_DIAG_ROW_BYTES``) and the slice's
+    nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, hypercube: see
+    :mod:`gossip.comm.mixing_ops`), it is applied as ``y_r = sum_o w_o[r] rows[r + o]`` in row
+    blocks; otherwise as one torch product, dense when small, CSR otherwise.
     """
     flat = rows.reshape(rows.shape[0], -1)
     dtype = flat.dtype if flat.is_floating_point() else torch.float32
+    shape = (len(nodes),) + tuple(rows.shape[1:])
+    if flat.device.type == "cpu" and flat.shape[1] * dtype.itemsize >= _DIAG_ROW_BYTES:
+        plan = _diagonals(W, nodes, ids, dtype, flat.device)
+        if plan is not None:
+            return mix_diagonals(flat.to(dtype), plan).reshape(shape)
     S = _operator(W, nodes, ids, dtype, flat.device)
-    return (S @ flat.to(dtype)).reshape((len(nodes),) + tuple(rows.shape[1:]))
+    return (S @ flat.to(dtype)).reshape(shape)
 
 
 _DENSE_ENTRIES = 4096  # a slice this small, or denser than _DENSE_FILL, is multiplied dense
@@ -252,6 +261,36 @@ def _operator(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> t
             )
     _remember(_operator_cache, key, (W, S))
     return S
+
+
+# the diagonal form (measured in benchmarks/mixing.py, one CPU thread): rows of at least this
+# many bytes, at most this many offsets, more than this many slice entries (smaller slices are
+# one dense product), and at most this much work per nonzero
+_DIAG_ROW_BYTES = 16 << 10
+_DIAG_GROUPS = 16
+_DIAG_MIN_ENTRIES = 256
+_DIAG_MAX_WORK = 1.25
+_diagonal_cache: dict[tuple, tuple[object, DiagonalPlan | None]] = {}
+
+
+def _diagonals(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> DiagonalPlan | None:
+    """The cached :class:`DiagonalPlan` of the slice, or ``None`` when the slice does not fit."""
+    key = (id(W), nodes.start, nodes.stop, len(ids), hash(ids.tobytes()), dtype, str(device))
+    hit = _diagonal_cache.get(key)
+    if hit is not None and hit[0] is W:
+        return hit[1]
+    plan: DiagonalPlan | None = diagonal_plan(W, dtype, device, nodes, ids)
+    b, m = plan.shape
+    nnz = sum(len(w) for *_, w in plan.strided) + sum(len(r) for _, r, _ in plan.sparse)
+    nnz += sum(int(torch.count_nonzero(w)) for _, w in plan.dense)
+    if (
+        plan.groups > _DIAG_GROUPS
+        or b * m <= _DIAG_MIN_ENTRIES
+        or plan.work_rows > _DIAG_MAX_WORK * max(nnz, 1)
+    ):
+        plan = None
+    _remember(_diagonal_cache, key, (W, plan))
+    return plan
 
 
 _count_cache: dict[tuple, tuple[object, int]] = {}
