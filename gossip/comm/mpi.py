@@ -43,6 +43,7 @@ from gossip.comm.base import (
     CommStats,
     Communicator,
     Payload,
+    apply_rows,
     payload_bytes,
     payload_row_bytes,
 )
@@ -51,6 +52,7 @@ from gossip.placement import Placement
 __all__ = ["PLAN_CACHE_SIZE", "MPIComm", "SharePlan", "share_plan"]
 
 PLAN_CACHE_SIZE = 256
+_BY_ID_SIZE = 16  # W objects remembered by identity (each entry holds W alive)
 _TAG_SHARE = 11
 _TAG_EXCHANGE = 12
 
@@ -176,50 +178,107 @@ class MPIComm(Communicator):
         self.stats = CommStats()
         self.cuda_aware = dev.cuda_aware(MPI)
         self._plans: OrderedDict[bytes, SharePlan] = OrderedDict()
+        self._by_id: dict[int, tuple[object, SharePlan]] = {}
+        self._recv_bufs: dict[tuple[int, str], torch.Tensor] = {}
+        self._mix_rows: dict[tuple, torch.Tensor] = {}
 
     # -- neighbour communication ---------------------------------------------------------
     def plan(self, W) -> SharePlan:
-        """The (cached) :class:`SharePlan` of this rank for ``W``'s nonzero pattern."""
-        W = sp.csr_array(W)
-        if W.shape != (self.n, self.n):
-            raise ValueError(f"W must be {self.n} x {self.n}, got {W.shape[0]} x {W.shape[1]}")
-        key = _pattern_key(W)
+        """The (cached) :class:`SharePlan` of this rank for ``W``'s nonzero pattern.
+
+        The same ``W`` object coming back (a static topology, every round) is found by
+        ``id(W)`` before any conversion or hashing; the entry holds ``W`` itself, so its id
+        cannot be reused by another matrix while the entry lives. A new object with a known
+        nonzero pattern (a time-varying schedule's ``W(t)``) reuses the plan of that pattern.
+        """
+        hit = self._by_id.get(id(W))
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        A = sp.csr_array(W)
+        if A.shape != (self.n, self.n):
+            raise ValueError(f"W must be {self.n} x {self.n}, got {A.shape[0]} x {A.shape[1]}")
+        key = _pattern_key(A)
         plan = self._plans.get(key)
         if plan is None:
-            plan = share_plan(W, self.placement, self.rank)
+            plan = share_plan(A, self.placement, self.rank)
             self._plans[key] = plan
             if len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
         else:
             self._plans.move_to_end(key)
+        if len(self._by_id) >= _BY_ID_SIZE:
+            self._by_id.pop(next(iter(self._by_id)))
+        self._by_id[id(W)] = (W, plan)
         return plan
 
     def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
         payload = tuple(payload)
+        plan = self.plan(W)
+        self._check_rows(payload)
+        out = tuple(
+            torch.empty((len(plan.ids),) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+            for t in payload
+        )
+        self._gather(payload, plan, out)
+        return plan.ids, out
+
+    def mix(self, X: torch.Tensor, W) -> torch.Tensor:
+        """Rows ``i in nodes`` of ``W @ X`` (see :meth:`Communicator.mix`).
+
+        The gathered rows never leave this call, so they are received into an internal buffer
+        reused by the next call of the same shape, dtype and device; the result is always a new
+        tensor.
+        """
+        plan = self.plan(W)
+        self._check_rows((X,))
+        shape = (len(plan.ids),) + tuple(X.shape[1:])
+        key = (shape, X.dtype, X.device)
+        rows = self._mix_rows.get(key)
+        if rows is None:
+            rows = torch.empty(shape, dtype=X.dtype, device=X.device)
+            self._mix_rows = {key: rows}  # one buffer: the shape a run mixes every round
+        self._gather((X,), plan, (rows,))
+        return apply_rows(W, self.nodes, plan.ids, rows)
+
+    def _check_rows(self, payload: Payload) -> None:
         b = len(self.nodes)
         for t in payload:
             if t.dim() == 0 or t.shape[0] != b:
                 raise ValueError(
                     f"payload tensors need {b} rows (one per hosted node), got {tuple(t.shape)}"
                 )
-        plan = self.plan(W)
+
+    def _recv_buffer(self, R: int, nbytes: int, device: torch.device) -> torch.Tensor:
+        """The internal receive buffer for rank ``R``'s bytes, reused while its size fits."""
+        key = (R, str(device))
+        buf = self._recv_bufs.get(key)
+        if buf is None or buf.numel() != nbytes:
+            buf = dev.recv_buffer(nbytes, device, self.cuda_aware)
+            self._recv_bufs[key] = buf
+        return buf
+
+    def _gather(self, payload: Payload, plan: SharePlan, out: Payload) -> None:
+        """Fill ``out`` (one ``(len(plan.ids), ...)`` tensor per payload tensor) with the rows of
+        ``plan.ids``: hosted rows copied from ``payload``, the others received from their ranks.
+        """
+        b = len(self.nodes)
         self.stats.messages += plan.messages
         self.stats.bytes_sent += plan.messages * payload_row_bytes(payload)
         row_bytes = [t[0].numel() * t.element_size() for t in payload]
         device = payload[0].device if payload else torch.device("cpu")
-        out = [
-            torch.empty((len(plan.ids),) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
-            for t in payload
-        ]
         # a one-tensor payload (a plain mix) is received straight into its output rows
-        direct = len(payload) == 1 and (device.type == "cpu" or self.cuda_aware)
+        direct = (
+            len(payload) == 1
+            and out[0].is_contiguous()
+            and (device.type == "cpu" or self.cuda_aware)
+        )
 
         requests, received, keep = [], [], []
         for R, count, offset in plan.recv:
             if direct:
                 buf = _as_bytes(out[0][offset : offset + count])
             else:
-                buf = dev.recv_buffer(count * sum(row_bytes), device, self.cuda_aware)
+                buf = self._recv_buffer(R, count * sum(row_bytes), device)
             received.append(buf)
             requests.append(self.mpi.Irecv([dev.mpi_view(buf), MPI.BYTE], R, _TAG_SHARE))
         for R, local in plan.send:
@@ -241,7 +300,6 @@ class MPIComm(Communicator):
                     piece = _from_bytes(buf, start, t.dtype, (count,) + tuple(t.shape[1:]))
                     rows[offset : offset + count] = dev.to_device(piece, t.device)
                     start += count * rb
-        return plan.ids, tuple(out)
 
     def exchange(self, messages: dict[tuple[int, int], Payload]) -> dict[tuple[int, int], Payload]:
         nodes = self.nodes

@@ -16,6 +16,7 @@ from gossip.comm import base
 from gossip.comm.base import apply_rows, senders_to
 from gossip.comm.mixing_ops import diagonal_plan, ell_plan, mix_diagonals, mix_ell
 from gossip.placement import Placement
+from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
 
 def _matrices(n: int) -> dict[str, sp.csr_array]:
@@ -153,3 +154,47 @@ def test_mix_rejects_wrong_row_count() -> None:
         mix_diagonals(torch.zeros(5, 2), diagonal_plan(W))
     with pytest.raises(ValueError, match="rows"):
         mix_ell(torch.zeros(7, 2), ell_plan(W))
+
+
+# Run under mpiexec -n 3 (uneven blocks of 7 nodes, one of them remote on both sides): results
+# handed out earlier are never overwritten by later calls that reuse internal buffers, a
+# multi-tensor share (received through reused byte buffers) stays exact call after call, for
+# small and large rows, and the same W object finds its plan by identity.
+_REUSE_CHECK = """
+import json, numpy as np, torch, topologies
+from gossip.comm.local import LocalComm
+from gossip.comm.mpi import MPIComm
+n = 7
+comm, local = MPIComm(n), LocalComm(n)
+rows = slice(comm.nodes.start, comm.nodes.stop)
+W = topologies.mixing_matrix(topologies.build("ring", n))
+fails = []
+def check(ok, what):
+    if not ok:
+        fails.append(what)
+check(comm.plan(W) is comm.plan(W), "plan by id")
+check(comm.plan(W.copy()) is comm.plan(W), "plan by pattern")
+held = []
+for seed, d in [(0, 5), (1, 5), (2, 5), (3, 6000), (4, 6000)]:
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, dtype=torch.float64, generator=gen)
+    Y = torch.randint(0, 9, (n, 2), dtype=torch.int16, generator=gen)
+    got = comm.mix(X[rows], W)
+    ids, (gx, gy) = comm.share((X[rows], Y[rows]), W)
+    want = local.mix(X, W)[rows]
+    check(torch.allclose(got, want, rtol=0, atol=1e-12), f"mix {seed}")
+    check(torch.equal(gx, X[ids]) and torch.equal(gy, Y[ids]), f"share {seed}")
+    held.append((got.clone(), got, gx.clone(), gx, gy.clone(), gy))
+for i, (a, b, c, e, f, g) in enumerate(held):
+    check(torch.equal(a, b) and torch.equal(c, e) and torch.equal(f, g), f"kept {i}")
+print(json.dumps({"rank": comm.rank, "fails": fails}), flush=True)
+"""
+
+
+@requires_mpi
+def test_mpicomm_reuses_buffers_without_overwriting_results() -> None:
+    proc = run_mpi(3, ["-c", _REUSE_CHECK], timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reports = json_lines(proc.stdout)
+    assert sorted(r["rank"] for r in reports) == [0, 1, 2]
+    assert all(r["fails"] == [] for r in reports), reports
