@@ -7,6 +7,8 @@ timed region). Modes, for ``n`` nodes:
 
 - ``vmap``: the whole node block in one process, ``gossip.training.vectorized_grads``
   (``torch.func.vmap(grad_and_value(functional_call))`` over the node axis);
+- ``fused``: the same block with ``gossip.training.fused_grads`` (the library's hand-written
+  batched forward/backward for Flatten/Linear/ReLU chains, the default backend for ``mlp``);
 - ``bmm``: the same block with the hand-written batched forward/backward :func:`bmm_grads`
   (no autograd): the reference for how fast any vectorisation of this model can be;
 - ``loop``: the same block with ``gossip.training.loop_grads`` (one autograd call per node);
@@ -17,7 +19,7 @@ timed region). Modes, for ``n`` nodes:
   gradient and mixing over ``gossip.comm.mpi.MPIComm`` on the ring.
 
 ``node-steps/s = n / (seconds per step)``. Prints a Markdown table and the speed-ups of
-``vmap`` over ``loop`` and over ``mpi`` at n = 64, and writes
+``fused`` and ``vmap`` over ``loop`` and over ``mpi`` at n = 64, and writes
 ``benchmarks/results/simulation-<cpu|cuda>.json`` and ``.md``.
 
     python benchmarks/simulation.py                      # n = 16,64,256,1024; MPI 2,4,8 ranks
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import typing
@@ -190,10 +193,11 @@ def bmm_grads(
 
 
 def measure_block(n: int, args, include_loop: bool) -> list[dict]:
-    """Rows for ``vmap``, ``loop`` (if ``include_loop``), ``vmap+mix`` (and its CUDA graph)."""
+    """Rows for ``vmap``, ``fused``, ``bmm``, ``loop`` (if ``include_loop``), ``vmap+mix``
+    (and its CUDA graph)."""
 
     from gossip.comm.local import LocalComm
-    from gossip.training import loop_grads, vectorized_grads
+    from gossip.training import fused_grads, loop_grads, vectorized_grads
 
     model, X, bx, by = _setup(n, args.device)
     repeats = 1 if args.quick else args.repeats
@@ -207,6 +211,12 @@ def measure_block(n: int, args, include_loop: bool) -> list[dict]:
         X.sub_(G, alpha=LR)
 
     rows.append(_row("vmap", n, 1, args.threads, time_per_call(vmap_step, **timing)))
+
+    def fused_step():
+        G, _ = fused_grads(model, X, bx, by)
+        X.sub_(G, alpha=LR)
+
+    rows.append(_row("fused", n, 1, args.threads, time_per_call(fused_step, **timing)))
 
     def bmm_step():
         G, _ = bmm_grads(X, bx, by)
@@ -318,7 +328,8 @@ def measure_mpi(P: int, args) -> dict:
 
 
 def speedups(rows: list[dict], n: int = COMPARE_N) -> dict:
-    """``vmap`` node-steps/s over ``loop``'s at ``n``, and over the fastest ``mpi`` row."""
+    """``fused`` and ``vmap`` node-steps/s over ``loop``'s at ``n``, ``fused`` over ``vmap``,
+    and both over the fastest ``mpi`` row."""
 
     def rate(mode, size=None):
         hits = [
@@ -329,11 +340,18 @@ def speedups(rows: list[dict], n: int = COMPARE_N) -> dict:
         return max(hits) if hits else None
 
     out = {"n": n}
-    vm, lp, mp = rate("vmap", n), rate("loop", n), rate("mpi")
+    fu, vm, lp, mp = rate("fused", n), rate("vmap", n), rate("loop", n), rate("mpi")
+    if fu and lp:
+        out["fused_over_loop"] = fu / lp
+    if fu and vm:
+        out["fused_over_vmap"] = fu / vm
+    if fu and mp:
+        out["fused_over_mpi"] = fu / mp
     if vm and lp:
         out["vmap_over_loop"] = vm / lp
     if vm and mp:
         out["vmap_over_mpi"] = vm / mp
+    if mp:
         out["mpi_ranks"] = max(
             r["n"]
             for r in rows
@@ -349,6 +367,7 @@ def run(args) -> int:
     if args.worker:
         return worker(args)
     torch.set_num_threads(args.threads)
+    load_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     sizes = args.sizes or ([16] if args.quick else [16, 64, 256, 1024])
     ranks = [r for r in (args.ranks or ([2] if args.quick else [2, 4, 8])) if r]
     rows = []
@@ -363,6 +382,15 @@ def run(args) -> int:
         COLUMNS, rows, {"ms_per_step": ".3f", "node_steps_per_s": ",.0f", "gflop_per_s": ".2f"}
     )
     lines = [f"Speed-ups at n = {ratio_n}:"]
+    if "fused_over_loop" in sp:
+        lines.append(f"- fused over the per-node loop: {sp['fused_over_loop']:.1f}x")
+    if "fused_over_vmap" in sp:
+        lines.append(f"- fused over vmap: {sp['fused_over_vmap']:.1f}x")
+    if "fused_over_mpi" in sp:
+        lines.append(
+            f"- fused over one MPI rank per node (best of the rank counts, "
+            f"{sp['mpi_ranks']} ranks): {sp['fused_over_mpi']:.1f}x"
+        )
     if "vmap_over_loop" in sp:
         lines.append(f"- vmap over the per-node loop: {sp['vmap_over_loop']:.1f}x")
     if "vmap_over_mpi" in sp:
@@ -376,6 +404,8 @@ def run(args) -> int:
             table,
             "",
             *lines,
+            "",
+            f"Load average at the start: {load_start}; at the end: {info.get('load_average')}.",
         ]
     )
     print(text)
@@ -386,7 +416,7 @@ def run(args) -> int:
         COLUMNS,
         rows,
         text,
-        {"speedups": sp},
+        {"speedups": sp, "load_average_start": load_start},
     )
     return 0
 

@@ -77,11 +77,11 @@ def test_simulation_quick(tmp_path: Path) -> None:
     assert "| mode | n |" in proc.stdout
     doc = _results(tmp_path, "simulation-cpu")
     rows = _measured(doc)
-    assert {r["mode"] for r in rows} == {"vmap", "bmm", "loop", "vmap+mix", "mpi"}
+    assert {r["mode"] for r in rows} == {"vmap", "fused", "bmm", "loop", "vmap+mix", "mpi"}
     assert all(r["node_steps_per_s"] > 0 for r in rows)
     for r in rows:
         assert r["node_steps_per_s"] == pytest.approx(r["n"] / (r["ms_per_step"] / 1e3))
-    assert doc["speedups"]["vmap_over_loop"] > 0
+    assert doc["speedups"]["vmap_over_loop"] > 0 and doc["speedups"]["fused_over_loop"] > 0
     assert doc["machine"]["threads"] == 1
 
 
