@@ -17,13 +17,17 @@ next, which makes it 1.5-2.5x faster than torch's CSR product on a CPU for large
 are applied as a strided slice when their rows are evenly spaced (a torus' wrap-around edges:
 every ``s``-th row), else with ``index_add_`` on those rows only.
 
-Also here: the ELL form (per output row up to ``max degree`` pairs ``(index, weight)``,
-``y = sum_k w[:, k] * rows[idx[:, k]]``), a generic alternative for non-circulant sparse ``W``
-that ``benchmarks/mixing.py --extra`` measures against CSR.
+Also here: :class:`RowsOperator` / :func:`add_rows`, ``Y += S @ rows`` in place on only the
+output rows that have entries in ``S`` (MPIComm adds the remote neighbours' rows this way after
+computing the hosted part while they travel); and the ELL form (per output row up to
+``max degree`` pairs ``(index, weight)``, ``y = sum_k w[:, k] * rows[idx[:, k]]``), a generic
+alternative for non-circulant sparse ``W`` that ``benchmarks/mixing.py --extra`` measures
+against CSR.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -34,14 +38,18 @@ __all__ = [
     "BLOCK_BYTES",
     "DiagonalPlan",
     "EllPlan",
+    "RowsOperator",
+    "add_rows",
     "diagonal_plan",
     "ell_plan",
     "mix_diagonals",
     "mix_ell",
+    "rows_operator",
     "slice_of",
 ]
 
 BLOCK_BYTES = 2 << 20  # output rows per block: about this many bytes of rows read per offset
+DENSE_ENTRIES = 4096  # a RowsOperator this small, or a quarter full, is a dense matrix
 
 
 class DiagonalPlan(NamedTuple):
@@ -237,3 +245,81 @@ def mix_ell(rows: torch.Tensor, plan: EllPlan, block_rows: int | None = None) ->
         for k in range(plan.idx.shape[1]):
             Y[lo:hi].addcmul_(plan.w[lo:hi, k, None], flat.index_select(0, plan.idx[lo:hi, k]))
     return Y.reshape((b,) + tuple(rows.shape[1:]))
+
+
+class RowsOperator(NamedTuple):
+    """The rows of a ``(b, m)`` matrix ``S`` that hold entries, as a torch matrix.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        ``(b, m)``.
+    at : None, slice or Tensor
+        Which output rows have entries: all (``None``), a contiguous ``slice``, or an int64
+        index tensor.
+    S : Tensor
+        Those rows of ``S`` (dense when small or a quarter full, else sparse CSR).
+    """
+
+    shape: tuple[int, int]
+    at: None | slice | torch.Tensor
+    S: torch.Tensor
+
+
+def rows_operator(
+    W,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    nodes: range | None = None,
+    ids: np.ndarray | None = None,
+) -> RowsOperator:
+    """The :class:`RowsOperator` of ``S = W[nodes][:, ids]`` (all of ``W`` by default);
+    explicit zeros are dropped first."""
+    A = slice_of(W, nodes, ids)
+    A.eliminate_zeros()
+    b, m = A.shape
+    at = np.flatnonzero(np.diff(A.indptr))
+    sub = sp.csr_array(A[at])
+    if len(at) == b:
+        where: None | slice | torch.Tensor = None
+    elif len(at) and at[-1] - at[0] + 1 == len(at):
+        where = slice(int(at[0]), int(at[-1]) + 1)
+    else:
+        where = torch.from_numpy(at.astype(np.int64)).to(device)
+    entries = sub.shape[0] * sub.shape[1]
+    if entries <= DENSE_ENTRIES or 4 * sub.nnz > entries:
+        S = torch.from_numpy(sub.toarray()).to(device=device, dtype=dtype)
+    else:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            S = torch.sparse_csr_tensor(
+                torch.from_numpy(sub.indptr.astype(np.int64)),
+                torch.from_numpy(sub.indices.astype(np.int64)),
+                torch.from_numpy(sub.data).to(dtype),
+                size=sub.shape,
+                device=device,
+                check_invariants=False,
+            )
+    return RowsOperator((b, m), where, S)
+
+
+def add_rows(Y: torch.Tensor, op: RowsOperator, rows: torch.Tensor) -> torch.Tensor:
+    """``Y + S @ rows`` for the :class:`RowsOperator` of ``S``, written into ``Y`` when ``Y``
+    is contiguous (only the rows of ``op.at`` are touched); returns the sum.
+
+    ``Y`` is ``(b, *shape)`` and ``rows`` ``(m, *shape)``, both in the operator's dtype.
+    """
+    b, m = op.shape
+    if rows.shape[0] != m or Y.shape[0] != b:
+        raise ValueError(f"rows/Y have {rows.shape[0]}/{Y.shape[0]} rows, S is {b} x {m}")
+    if m == 0 or op.S.shape[0] == 0:
+        return Y
+    flat = rows.reshape(m, -1)
+    out = Y.reshape(b, -1)
+    if op.at is None:
+        out.addmm_(op.S, flat)
+    elif isinstance(op.at, slice):
+        out[op.at].addmm_(op.S, flat)
+    else:
+        out.index_add_(0, op.at, op.S @ flat)
+    return out.reshape(Y.shape)

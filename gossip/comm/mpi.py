@@ -47,6 +47,7 @@ from gossip.comm.base import (
     payload_bytes,
     payload_row_bytes,
 )
+from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
 from gossip.placement import Placement
 
 __all__ = ["PLAN_CACHE_SIZE", "MPIComm", "SharePlan", "share_plan"]
@@ -181,6 +182,7 @@ class MPIComm(Communicator):
         self._by_id: dict[int, tuple[object, SharePlan]] = {}
         self._recv_bufs: dict[tuple[int, str], torch.Tensor] = {}
         self._mix_rows: dict[tuple, torch.Tensor] = {}
+        self._remote_ops: dict[tuple, tuple[object, tuple]] = {}
 
     # -- neighbour communication ---------------------------------------------------------
     def plan(self, W) -> SharePlan:
@@ -225,20 +227,59 @@ class MPIComm(Communicator):
     def mix(self, X: torch.Tensor, W) -> torch.Tensor:
         """Rows ``i in nodes`` of ``W @ X`` (see :meth:`Communicator.mix`).
 
-        The gathered rows never leave this call, so they are received into an internal buffer
-        reused by the next call of the same shape, dtype and device; the result is always a new
-        tensor.
+        Split as ``y_i = sum_{j hosted} W_ij x_j + sum_{j remote} W_ij x_j``: the hosted part
+        (:func:`~gossip.comm.base.apply_rows` on ``X`` itself, no copy of the hosted rows) is
+        computed while the remote rows travel; they are received into an internal buffer reused
+        by the next call of the same shape, dtype and device, and added, in place, only to the
+        rows that have remote neighbours. The result is always a new tensor.
         """
         plan = self.plan(W)
         self._check_rows((X,))
-        shape = (len(plan.ids),) + tuple(X.shape[1:])
+        if not X.is_floating_point() or (X.device.type != "cpu" and not self.cuda_aware):
+            ids, (rows,) = self.share((X,), W)
+            return apply_rows(W, self.nodes, ids, rows)
+        X = X.contiguous()
+        b, lo = len(self.nodes), plan.local_offset
+        shape = (len(plan.ids) - b,) + tuple(X.shape[1:])
         key = (shape, X.dtype, X.device)
-        rows = self._mix_rows.get(key)
-        if rows is None:
-            rows = torch.empty(shape, dtype=X.dtype, device=X.device)
-            self._mix_rows = {key: rows}  # one buffer: the shape a run mixes every round
-        self._gather((X,), plan, (rows,))
-        return apply_rows(W, self.nodes, plan.ids, rows)
+        remote = self._mix_rows.get(key)
+        if remote is None:
+            remote = torch.empty(shape, dtype=X.dtype, device=X.device)
+            self._mix_rows = {key: remote}  # one buffer: the shape a run mixes every round
+        self.stats.messages += plan.messages
+        self.stats.bytes_sent += plan.messages * payload_row_bytes((X,))
+        requests = []
+        for R, count, offset in plan.recv:
+            at = offset if offset < lo else offset - b
+            buf = _as_bytes(remote[at : at + count])
+            requests.append(self.mpi.Irecv([dev.mpi_view(buf), MPI.BYTE], R, _TAG_SHARE))
+        keep = []
+        for R, local in plan.send:
+            buf = dev.send_buffer(_as_bytes(_select_rows(X, local)), self.cuda_aware)
+            keep.append(buf)
+            self.stats.mpi_bytes_sent += buf.numel()
+            requests.append(self.mpi.Isend([dev.mpi_view(buf), MPI.BYTE], R, _TAG_SHARE))
+        Y = apply_rows(W, self.nodes, plan.ids[lo : lo + b], X)  # while the messages travel
+        MPI.Request.Waitall(requests)
+        if shape[0]:
+            op = self._remote_operator(W, plan, X.dtype, X.device)
+            Y = add_rows(Y, op, remote)
+        return Y
+
+    def _remote_operator(self, W, plan: SharePlan, dtype: torch.dtype, device) -> RowsOperator:
+        """The :class:`RowsOperator` of ``W``'s hosted rows on the remote columns of
+        ``plan.ids``, cached with the ``W`` object."""
+        key = (id(W), dtype, str(device))
+        hit = self._remote_ops.get(key)
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        b, lo = len(self.nodes), plan.local_offset
+        remote_ids = np.concatenate([plan.ids[:lo], plan.ids[lo + b :]])
+        op = rows_operator(W, dtype, device, self.nodes, remote_ids)
+        if len(self._remote_ops) >= _BY_ID_SIZE:
+            self._remote_ops.pop(next(iter(self._remote_ops)))
+        self._remote_ops[key] = (W, op)
+        return op
 
     def _check_rows(self, payload: Payload) -> None:
         b = len(self.nodes)

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 import topologies
 from gossip.comm import base
 from gossip.comm.base import apply_rows, senders_to
-from gossip.comm.mixing_ops import diagonal_plan, ell_plan, mix_diagonals, mix_ell
+from gossip.comm.mixing_ops import (
+    add_rows,
+    diagonal_plan,
+    ell_plan,
+    mix_diagonals,
+    mix_ell,
+    rows_operator,
+)
 from gossip.placement import Placement
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
@@ -198,3 +205,37 @@ def test_mpicomm_reuses_buffers_without_overwriting_results() -> None:
     reports = json_lines(proc.stdout)
     assert sorted(r["rank"] for r in reports) == [0, 1, 2]
     assert all(r["fails"] == [] for r in reports), reports
+
+
+@pytest.mark.parametrize("n", [8, 16])
+def test_add_rows_adds_exactly_the_remote_part(n: int) -> None:
+    """hosted part + add_rows(remote part) == the whole slice product, for every placement."""
+    gen = torch.Generator().manual_seed(n)
+    for name, W in _matrices(n).items():
+        for size in (2, 3, n):
+            placement = Placement(n, size)
+            for r in range(size):
+                nodes = placement.block(r)
+                ids = senders_to(W, nodes)
+                hosted = (ids >= nodes.start) & (ids < nodes.stop)
+                X = torch.randn(len(ids), 3, 2, generator=gen, dtype=torch.float64)
+                want = _dense(W, nodes, ids, X)
+                Y = apply_rows(W, nodes, ids[hosted], X[torch.from_numpy(hosted)])
+                op = rows_operator(W, torch.float64, "cpu", nodes, ids[~hosted])
+                got = add_rows(Y, op, X[torch.from_numpy(~hosted)])
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-12, msg=name)
+                if len(ids[~hosted]) and Y.is_contiguous():
+                    assert got.data_ptr() == Y.data_ptr()  # in place
+
+
+def test_rows_operator_touches_only_rows_with_entries() -> None:
+    W = topologies.mixing_matrix(topologies.build("ring", 12))
+    ends = rows_operator(W, torch.float64, "cpu", range(0, 6), np.array([6, 11]))
+    assert ends.at is not None and not isinstance(ends.at, slice)
+    assert ends.at.tolist() == [0, 5] and ends.S.shape == (2, 2)
+    first = rows_operator(W, torch.float64, "cpu", range(0, 6), np.array([11]))
+    assert first.at == slice(0, 1)
+    assert rows_operator(W, torch.float64, "cpu").at is None
+    Y = torch.zeros(6, 2, dtype=torch.float64)
+    add_rows(Y, ends, torch.ones(2, 2, dtype=torch.float64))
+    assert Y[1:5].abs().sum() == 0 and torch.all(Y[[0, 5]] == 1 / 3)
