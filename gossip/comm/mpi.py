@@ -146,6 +146,12 @@ def _from_bytes(buf: torch.Tensor, start: int, dtype: torch.dtype, shape: tuple)
     return seg.view(dtype).reshape(shape)
 
 
+def _byte_rows(t: torch.Tensor) -> np.ndarray:
+    """A NumPy ``(rows, row bytes)`` uint8 view of a contiguous CPU tensor (any dtype)."""
+    per_row = int(np.prod(t.shape[1:], dtype=np.int64))
+    return t.detach().reshape(t.shape[0], per_row).view(torch.uint8).numpy()
+
+
 def _select_rows(t: torch.Tensor, local: np.ndarray) -> torch.Tensor:
     """Rows ``local`` (sorted, distinct) of ``t``: a view when they are a contiguous range."""
     if local[-1] - local[0] + 1 == len(local):
@@ -178,11 +184,17 @@ class MPIComm(Communicator):
         self.placement = Placement(n, self.size)
         self.stats = CommStats()
         self.cuda_aware = dev.cuda_aware(MPI)
+        self._nodes = self.placement.block(self.rank)
         self._plans: OrderedDict[bytes, SharePlan] = OrderedDict()
         self._by_id: dict[int, tuple[object, SharePlan]] = {}
         self._recv_bufs: dict[tuple[int, str], torch.Tensor] = {}
         self._mix_rows: dict[tuple, torch.Tensor] = {}
         self._remote_ops: dict[tuple, tuple[object, tuple]] = {}
+
+    @property
+    def nodes(self) -> range:
+        """The nodes hosted by this rank (computed once: the placement never changes)."""
+        return self._nodes
 
     # -- neighbour communication ---------------------------------------------------------
     def plan(self, W) -> SharePlan:
@@ -248,17 +260,26 @@ class MPIComm(Communicator):
             self._mix_rows = {key: remote}  # one buffer: the shape a run mixes every round
         self.stats.messages += plan.messages
         self.stats.bytes_sent += plan.messages * payload_row_bytes((X,))
-        requests = []
+        requests, keep = [], []
+        if X.device.type == "cpu":  # byte rows as NumPy views: slicing them costs no torch call
+            into, rows = _byte_rows(remote), _byte_rows(X)
         for R, count, offset in plan.recv:
             at = offset if offset < lo else offset - b
-            buf = _as_bytes(remote[at : at + count])
-            requests.append(self.mpi.Irecv([dev.mpi_view(buf), MPI.BYTE], R, _TAG_SHARE))
-        keep = []
+            if X.device.type == "cpu":
+                buf = into[at : at + count]
+            else:
+                buf = dev.mpi_view(_as_bytes(remote[at : at + count]))
+            requests.append(self.mpi.Irecv([buf, MPI.BYTE], R, _TAG_SHARE))
         for R, local in plan.send:
-            buf = dev.send_buffer(_as_bytes(_select_rows(X, local)), self.cuda_aware)
+            if X.device.type == "cpu" and local[-1] - local[0] + 1 == len(local):
+                buf = rows[int(local[0]) : int(local[-1]) + 1]
+            else:
+                buf = dev.mpi_view(
+                    dev.send_buffer(_as_bytes(_select_rows(X, local)), self.cuda_aware)
+                )
             keep.append(buf)
-            self.stats.mpi_bytes_sent += buf.numel()
-            requests.append(self.mpi.Isend([dev.mpi_view(buf), MPI.BYTE], R, _TAG_SHARE))
+            self.stats.mpi_bytes_sent += buf.nbytes
+            requests.append(self.mpi.Isend([buf, MPI.BYTE], R, _TAG_SHARE))
         Y = apply_rows(W, self.nodes, plan.ids[lo : lo + b], X)  # while the messages travel
         MPI.Request.Waitall(requests)
         if shape[0]:
