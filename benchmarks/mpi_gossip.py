@@ -7,8 +7,12 @@ least any implementation must do: ``comm.Sendrecv`` of the same ``d`` floats to 
 neighbour (receiving from the left) and to the left neighbour (receiving from the right); one
 exchange when ``P = 2`` (both neighbours are the same rank, and ``MPIComm`` sends the row once).
 
-Also timed: ``MPIComm.share`` alone (the messages, without the weighted sum). Every time is the
-slowest rank's median over batches of rounds, ``ratio = mix / Sendrecv``.
+Also timed: ``MPIComm.share`` alone (the messages, without the weighted sum), and
+``sendrecv_sum``: the hand-written floor of a whole gossip round, the same ``Sendrecv`` calls
+followed by ``y = W_ii x_i + sum_j W_ij x_j`` in plain torch (``mul`` then one ``add_`` per
+received row), which says how much of ``mix`` is the arithmetic every implementation pays.
+Every time is the slowest rank's median over batches of rounds, ``ratio = mix / Sendrecv``,
+``ratio_floor = mix / sendrecv_sum``.
 
 The script is its own launcher: ``python benchmarks/mpi_gossip.py`` starts
 ``mpiexec -n P python benchmarks/mpi_gossip.py --worker`` for every ``P`` in ``--ranks``.
@@ -40,7 +44,8 @@ from benchmarks.common import (  # noqa: E402
 
 __all__ = ["COLUMNS", "add_arguments", "main", "run", "worker"]
 
-COLUMNS = ["ranks", "d", "bytes_per_msg", "sendrecv_ms", "share_ms", "mix_ms", "ratio"]
+COLUMNS = ["ranks", "d", "bytes_per_msg", "sendrecv_ms", "sendrecv_sum_ms", "share_ms", "mix_ms"]
+COLUMNS += ["ratio", "ratio_floor"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +87,18 @@ def _point(world, comm, W, peers: list[tuple[int, int]], d: int, args) -> dict:
         for (dst, src), buf in zip(peers, recv):
             world.Sendrecv(send, dest=dst, recvbuf=buf, source=src)
 
+    rank = world.Get_rank()
+    weights = [float(W[rank, src]) for _, src in peers]
+    received = [torch.from_numpy(buf) for buf in recv]
+    self_weight = float(W[rank, rank])
+
+    def sendrecv_sum():
+        sendrecv()
+        y = torch.mul(x, self_weight)
+        for w, r in zip(weights, received):
+            y.add_(r, alpha=w)
+        return y
+
     rounds = 3 if args.quick else max(5, int(2e7 / (d * 4)))
     reps = 1 if args.quick else args.repeats
     row = {
@@ -89,10 +106,12 @@ def _point(world, comm, W, peers: list[tuple[int, int]], d: int, args) -> dict:
         "d": d,
         "bytes_per_msg": 4 * d,
         "sendrecv_ms": 1e3 * _timed(sendrecv, world, rounds, reps),
+        "sendrecv_sum_ms": 1e3 * _timed(sendrecv_sum, world, rounds, reps),
         "share_ms": 1e3 * _timed(lambda: comm.share((x,), W), world, rounds, reps),
         "mix_ms": 1e3 * _timed(lambda: comm.mix(x, W), world, rounds, reps),
     }
     row["ratio"] = row["mix_ms"] / row["sendrecv_ms"]
+    row["ratio_floor"] = row["mix_ms"] / row["sendrecv_sum_ms"]
     return row
 
 
@@ -144,8 +163,8 @@ def run(args) -> int:
     for P in args.ranks or ([2] if args.quick else [2, 4, 8]):
         rows += launch(P, args)
     info = machine("cpu", 1)
-    fmt = {k: ".3f" for k in ("sendrecv_ms", "share_ms", "mix_ms")}
-    fmt.update({"ratio": ".2f", "d": lambda v: f"{v:.0e}"})
+    fmt = {k: ".3f" for k in ("sendrecv_ms", "sendrecv_sum_ms", "share_ms", "mix_ms")}
+    fmt.update({"ratio": ".2f", "ratio_floor": ".2f", "d": lambda v: f"{v:.0e}"})
     text = "\n".join(
         [
             header("MPI gossip round (ring, one node per rank) vs raw Sendrecv", info),

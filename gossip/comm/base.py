@@ -217,7 +217,7 @@ def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Te
     ``rows`` are flattened and restored), in ``rows``' floating dtype and on its device. The
     slice is converted once per ``(W, nodes, ids, dtype, device)`` and cached (a static topology
     reuses it every round). On the CPU, when rows are large (``_DIAG_ROW_BYTES``) and the slice's
-    nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, hypercube: see
+    nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, circulant graphs: see
     :mod:`gossip.comm.mixing_ops`), it is applied as ``y_r = sum_o w_o[r] rows[r + o]`` in row
     blocks; otherwise as one torch product, dense when small, CSR otherwise.
     """

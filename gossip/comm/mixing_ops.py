@@ -2,8 +2,8 @@
 
 One gossip step (Lian et al. 2017, ``x_i <- sum_j W[i, j] x_j``) applied to the hosted block is
 the product of a ``(b, m)`` slice ``S = W[nodes][:, ids]`` with the ``(m, D)`` rows of ``ids``.
-For the topologies used most (ring, torus, exponential graph, hypercube, any circulant graph)
-the nonzeros of ``S`` lie on a few *local diagonals*: entries ``S[r, p]`` with the same offset
+For the topologies used most (ring, torus, exponential graph, any circulant graph) the
+nonzeros of ``S`` lie on a few *local diagonals*: entries ``S[r, p]`` with the same offset
 ``o = p - r``. Grouping them gives
 
     y_r = sum_o w_o[r] * rows[r + o],        w_o[r] = S[r, r + o]  (0 where absent),
@@ -12,10 +12,11 @@ one ``addcmul_`` of contiguous row slices per offset, no gather and no temporari
 diagonal ``(j - i) mod n = k`` of a full ``W`` becomes two local offsets (``k`` on the rows
 before the wrap, ``k - n`` after), each touching only its own rows. Applied one block of about
 ``BLOCK_BYTES`` of output rows at a time, the rows one offset reads are still in cache for the
-next, which makes it 1.5-2.5x faster than torch's CSR product on a CPU for large rows
-(``benchmarks/mixing.py``). Offsets with entries in fewer than half the rows of their span
-are applied as a strided slice when their rows are evenly spaced (a torus' wrap-around edges:
-every ``s``-th row), else with ``index_add_`` on those rows only.
+next; on a CPU with large rows this beats torch's CSR product for the ring and the torus
+(``benchmarks/mixing.py``; ``apply_rows`` takes it for at most 16 offsets). Offsets with
+entries in fewer than half the rows of their span are applied as a strided slice when their
+rows are evenly spaced (a torus' wrap-around edges: every ``s``-th row), else with
+``index_add_`` on those rows only.
 
 Also here: :class:`RowsOperator` / :func:`add_rows`, ``Y += S @ rows`` in place on only the
 output rows that have entries in ``S`` (MPIComm adds the remote neighbours' rows this way after
