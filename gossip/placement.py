@@ -7,6 +7,7 @@ ranks host one node more than the others, so blocks differ in size by at most on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -40,13 +41,16 @@ class Placement:
                 f"use at most {self.n} ranks or more nodes"
             )
 
-    @property
+    @cached_property
     def starts(self) -> np.ndarray:
-        """``starts[r]`` is the first node of rank ``r``; ``starts[size] == n``."""
+        """``starts[r]`` is the first node of rank ``r``; ``starts[size] == n`` (computed once,
+        read-only: communicators ask for it on every exchange)."""
         base, extra = divmod(self.n, self.size)
         sizes = np.full(self.size, base, dtype=np.int64)
         sizes[:extra] += 1
-        return np.concatenate([[0], np.cumsum(sizes)])
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        starts.flags.writeable = False
+        return starts
 
     def block(self, rank: int) -> range:
         """The nodes hosted by ``rank``."""

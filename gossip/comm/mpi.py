@@ -28,10 +28,8 @@ Only this module and :mod:`gossip.comm.factory` import ``mpi4py``.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections import OrderedDict
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +46,7 @@ from gossip.comm.base import (
     payload_row_bytes,
 )
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
+from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
 from gossip.placement import Placement
 
 __all__ = ["PLAN_CACHE_SIZE", "MPIComm", "SharePlan", "share_plan"]
@@ -56,80 +55,6 @@ PLAN_CACHE_SIZE = 256
 _BY_ID_SIZE = 16  # W objects remembered by identity (each entry holds W alive)
 _TAG_SHARE = 11
 _TAG_EXCHANGE = 12
-
-
-class SharePlan(NamedTuple):
-    """Who sends which rows to whom in one :meth:`MPIComm.share` of a nonzero pattern.
-
-    Attributes
-    ----------
-    ids : ndarray of int64
-        ``senders_to(W, nodes)``: sorted ids of the rows the hosted nodes need.
-    local_offset : int
-        Position in ``ids`` of the first hosted node (hosted rows are contiguous in ``ids``).
-    send : tuple of (rank, ndarray)
-        For every peer rank that needs hosted rows: the *local* row indices (sorted) to send.
-    recv : tuple of (rank, count, offset)
-        For every peer rank that sends rows here: how many, and where they start in ``ids``.
-    messages : int
-        Node-to-node messages sent by hosted nodes: off-diagonal nonzeros in hosted columns.
-    """
-
-    ids: np.ndarray
-    local_offset: int
-    send: tuple[tuple[int, np.ndarray], ...]
-    recv: tuple[tuple[int, int, int], ...]
-    messages: int
-
-
-def share_plan(W: sp.csr_array, placement: Placement, rank: int) -> SharePlan:
-    """The :class:`SharePlan` of ``rank`` for the nonzero pattern of ``W`` (``n x n`` CSR).
-
-    Every rank computes its plan from the same ``W``, so what rank ``r`` sends to ``R``
-    (columns of ``r``'s block that appear in rows of ``R``'s block) is exactly what ``R``
-    expects from ``r``. Vectorised over the stored entries: ``O(nnz)``.
-    """
-    n = placement.n
-    block = placement.block(rank)
-    lo, hi = block.start, block.stop
-    indptr = W.indptr.astype(np.int64)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    cols = W.indices.astype(np.int64)
-
-    # what the other ranks' nodes need from the hosted columns
-    mine = (cols >= lo) & (cols < hi)
-    messages = int(np.count_nonzero(mine & (rows != cols)))
-    r_owner = placement.owners(rows[mine])
-    away = r_owner != rank
-    keys = np.unique(r_owner[away] * n + cols[mine][away])
-    peers, local = keys // n, keys % n - lo
-    bounds = np.searchsorted(peers, np.arange(placement.size + 1))
-    send = tuple(
-        (int(R), local[bounds[R] : bounds[R + 1]])
-        for R in range(placement.size)
-        if bounds[R + 1] > bounds[R]
-    )
-
-    # what the hosted nodes need from the other ranks
-    row_cols = cols[indptr[lo] : indptr[hi]]
-    remote = np.unique(row_cols[(row_cols < lo) | (row_cols >= hi)])
-    ids = np.union1d(remote, np.arange(lo, hi, dtype=np.int64))
-    owners = placement.owners(remote)
-    starts = placement.starts
-    recv = tuple(
-        (int(R), int(np.count_nonzero(owners == R)), int(np.searchsorted(ids, starts[R])))
-        for R in range(placement.size)
-        if R != rank and np.any(owners == R)
-    )
-    return SharePlan(ids, int(np.searchsorted(ids, lo)), send, recv, messages)
-
-
-def _pattern_key(W: sp.csr_array) -> bytes:
-    h = hashlib.blake2b(digest_size=20)
-    h.update(np.asarray(W.shape, dtype=np.int64).tobytes())
-    h.update(W.indptr.astype(np.int64).tobytes())
-    h.update(W.indices.astype(np.int64).tobytes())
-    return h.digest()
 
 
 def _as_bytes(t: torch.Tensor) -> torch.Tensor:
@@ -211,7 +136,7 @@ class MPIComm(Communicator):
         A = sp.csr_array(W)
         if A.shape != (self.n, self.n):
             raise ValueError(f"W must be {self.n} x {self.n}, got {A.shape[0]} x {A.shape[1]}")
-        key = _pattern_key(A)
+        key = pattern_key(A)
         plan = self._plans.get(key)
         if plan is None:
             plan = share_plan(A, self.placement, self.rank)
