@@ -45,7 +45,7 @@ class Problem(ABC):
     def gradients(
         self, X: torch.Tensor, nodes: range, step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stochastic gradients ``G`` ``(b, dim)`` and losses ``(b,)`` at ``X`` for step ``step``."""
+        """Stochastic gradients ``G`` ``(b, dim)`` and losses ``(b,)`` at ``X`` for ``step``."""
 
     @abstractmethod
     def evaluate(self, X: torch.Tensor, comm) -> dict[str, float]:
