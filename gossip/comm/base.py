@@ -19,7 +19,6 @@ Byte accounting (``CommStats``):
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossip.comm.mixing_ops import DiagonalPlan, diagonal_plan, mix_diagonals
+from gossip.comm.mixing_ops import DiagonalPlan, diagonal_plan, mix_diagonals, torch_matrix
 from gossip.placement import Placement
 
 __all__ = [
@@ -232,8 +231,6 @@ def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Te
     return (S @ flat.to(dtype)).reshape(shape)
 
 
-_DENSE_ENTRIES = 4096  # a slice this small, or denser than _DENSE_FILL, is multiplied dense
-_DENSE_FILL = 0.25
 _CACHE_SIZE = 16
 _operator_cache: dict[tuple, tuple[object, torch.Tensor]] = {}
 
@@ -243,22 +240,7 @@ def _operator(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> t
     hit = _operator_cache.get(key)
     if hit is not None and hit[0] is W:
         return hit[1]
-    sub = sp.csr_array(W)[nodes.start : nodes.stop][:, ids]
-    entries = sub.shape[0] * sub.shape[1]
-    if entries <= _DENSE_ENTRIES or sub.nnz > _DENSE_FILL * entries:
-        S = torch.from_numpy(sub.toarray()).to(device=device, dtype=dtype)
-    else:
-        sub = sp.csr_array(sub)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            S = torch.sparse_csr_tensor(
-                torch.from_numpy(sub.indptr.astype(np.int64)),
-                torch.from_numpy(sub.indices.astype(np.int64)),
-                torch.from_numpy(sub.data).to(dtype),
-                size=sub.shape,
-                device=device,
-                check_invariants=False,
-            )
+    S = torch_matrix(sp.csr_array(W)[nodes.start : nodes.stop][:, ids], dtype, device)
     _remember(_operator_cache, key, (W, S))
     return S
 

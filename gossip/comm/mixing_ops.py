@@ -267,6 +267,25 @@ class RowsOperator(NamedTuple):
     S: torch.Tensor
 
 
+def torch_matrix(sub, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A scipy sparse matrix as a torch matrix for ``S @ rows``: dense when it has at most
+    ``DENSE_ENTRIES`` entries or is more than a quarter full, torch CSR otherwise."""
+    sub = sp.csr_array(sub)
+    entries = sub.shape[0] * sub.shape[1]
+    if entries <= DENSE_ENTRIES or 4 * sub.nnz > entries:
+        return torch.from_numpy(sub.toarray()).to(device=device, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(sub.indptr.astype(np.int64)),
+            torch.from_numpy(sub.indices.astype(np.int64)),
+            torch.from_numpy(sub.data).to(dtype),
+            size=sub.shape,
+            device=device,
+            check_invariants=False,
+        )
+
+
 def rows_operator(
     W,
     dtype: torch.dtype = torch.float64,
@@ -287,21 +306,7 @@ def rows_operator(
         where = slice(int(at[0]), int(at[-1]) + 1)
     else:
         where = torch.from_numpy(at.astype(np.int64)).to(device)
-    entries = sub.shape[0] * sub.shape[1]
-    if entries <= DENSE_ENTRIES or 4 * sub.nnz > entries:
-        S = torch.from_numpy(sub.toarray()).to(device=device, dtype=dtype)
-    else:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            S = torch.sparse_csr_tensor(
-                torch.from_numpy(sub.indptr.astype(np.int64)),
-                torch.from_numpy(sub.indices.astype(np.int64)),
-                torch.from_numpy(sub.data).to(dtype),
-                size=sub.shape,
-                device=device,
-                check_invariants=False,
-            )
-    return RowsOperator((b, m), where, S)
+    return RowsOperator((b, m), where, torch_matrix(sub, dtype, device))
 
 
 def add_rows(Y: torch.Tensor, op: RowsOperator, rows: torch.Tensor) -> torch.Tensor:
