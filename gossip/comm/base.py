@@ -26,7 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossip.comm.mixing_ops import DiagonalPlan, diagonal_plan, mix_diagonals, torch_matrix
+from gossip.comm.mixing_ops import (
+    DiagonalPlan,
+    diagonal_plan,
+    mix_diagonals,
+    slice_of,
+    torch_matrix,
+)
 from gossip.placement import Placement
 
 __all__ = [
@@ -223,11 +229,12 @@ def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Te
     flat = rows.reshape(rows.shape[0], -1)
     dtype = flat.dtype if flat.is_floating_point() else torch.float32
     shape = (len(nodes),) + tuple(rows.shape[1:])
+    key = _slice_key(W, nodes, ids, dtype, flat.device)
     if flat.device.type == "cpu" and flat.shape[1] * dtype.itemsize >= _DIAG_ROW_BYTES:
-        plan = _diagonals(W, nodes, ids, dtype, flat.device)
+        plan = _diagonals(key, W, nodes, ids, dtype, flat.device)
         if plan is not None:
             return mix_diagonals(flat.to(dtype), plan).reshape(shape)
-    S = _operator(W, nodes, ids, dtype, flat.device)
+    S = _operator(key, W, nodes, ids, dtype, flat.device)
     return (S @ flat.to(dtype)).reshape(shape)
 
 
@@ -235,12 +242,17 @@ _CACHE_SIZE = 16
 _operator_cache: dict[tuple, tuple[object, torch.Tensor]] = {}
 
 
-def _operator(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> torch.Tensor:
-    key = (id(W), nodes.start, nodes.stop, len(ids), hash(ids.tobytes()), dtype, str(device))
+def _slice_key(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> tuple:
+    """Cache key of the slice ``W[nodes][:, ids]`` in ``dtype`` on ``device``."""
+    return (id(W), nodes.start, nodes.stop, len(ids), hash(ids.tobytes()), dtype, str(device))
+
+
+def _operator(key: tuple, W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device):
+    """The cached torch matrix of ``W[nodes][:, ids]`` (``key`` names it; see apply_rows)."""
     hit = _operator_cache.get(key)
     if hit is not None and hit[0] is W:
         return hit[1]
-    S = torch_matrix(sp.csr_array(W)[nodes.start : nodes.stop][:, ids], dtype, device)
+    S = torch_matrix(slice_of(W, nodes, ids), dtype, device)
     _remember(_operator_cache, key, (W, S))
     return S
 
@@ -255,22 +267,19 @@ _DIAG_MAX_WORK = 1.25
 _diagonal_cache: dict[tuple, tuple[object, DiagonalPlan | None]] = {}
 
 
-def _diagonals(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> DiagonalPlan | None:
+def _diagonals(
+    key: tuple, W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device
+) -> DiagonalPlan | None:
     """The cached :class:`DiagonalPlan` of the slice, or ``None`` when the slice does not fit."""
-    key = (id(W), nodes.start, nodes.stop, len(ids), hash(ids.tobytes()), dtype, str(device))
     hit = _diagonal_cache.get(key)
     if hit is not None and hit[0] is W:
         return hit[1]
-    plan: DiagonalPlan | None = diagonal_plan(W, dtype, device, nodes, ids)
-    b, m = plan.shape
-    nnz = sum(len(w) for *_, w in plan.strided) + sum(len(r) for _, r, _ in plan.sparse)
-    nnz += sum(int(torch.count_nonzero(w)) for _, w in plan.dense)
-    if (
-        plan.groups > _DIAG_GROUPS
-        or b * m <= _DIAG_MIN_ENTRIES
-        or plan.work_rows > _DIAG_MAX_WORK * max(nnz, 1)
-    ):
-        plan = None
+    plan: DiagonalPlan | None = None
+    if len(nodes) * len(ids) > _DIAG_MIN_ENTRIES:
+        nnz = slice_of(W, nodes, ids).nnz  # stored entries, explicit zeros included, as in work
+        plan = diagonal_plan(W, dtype, device, nodes, ids)
+        if plan.groups > _DIAG_GROUPS or plan.work_rows > _DIAG_MAX_WORK * max(nnz, 1):
+            plan = None
     _remember(_diagonal_cache, key, (W, plan))
     return plan
 
@@ -278,9 +287,9 @@ def _diagonals(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> 
 _count_cache: dict[tuple, tuple[object, int]] = {}
 
 
-def _remember(cache: dict, key: tuple, value: tuple) -> None:
-    """Insert into a small FIFO cache. Values hold ``W`` itself, so ``id(W)`` in the key cannot
-    be reused by another matrix while the entry lives."""
-    if len(cache) >= _CACHE_SIZE:
+def _remember(cache: dict, key: tuple, value: tuple, size: int = _CACHE_SIZE) -> None:
+    """Insert into a small FIFO cache of ``size`` entries. Values hold ``W`` itself, so
+    ``id(W)`` in the key cannot be reused by another matrix while the entry lives."""
+    if len(cache) >= size:
         cache.pop(next(iter(cache)))
     cache[key] = value

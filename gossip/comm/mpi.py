@@ -41,6 +41,7 @@ from gossip.comm.base import (
     CommStats,
     Communicator,
     Payload,
+    _remember,
     apply_rows,
     payload_bytes,
     payload_row_bytes,
@@ -112,8 +113,8 @@ class MPIComm(Communicator):
         self._nodes = self.placement.block(self.rank)
         self._plans: OrderedDict[bytes, SharePlan] = OrderedDict()
         self._by_id: dict[int, tuple[object, SharePlan]] = {}
-        self._recv_bufs: dict[tuple[int, str], torch.Tensor] = {}
-        self._mix_rows: dict[tuple, torch.Tensor] = {}
+        self._recv_bufs: dict[int, torch.Tensor] = {}
+        self._mix_rows: torch.Tensor | None = None
         self._remote_ops: dict[tuple, tuple[object, tuple]] = {}
 
     @property
@@ -145,9 +146,7 @@ class MPIComm(Communicator):
                 self._plans.popitem(last=False)
         else:
             self._plans.move_to_end(key)
-        if len(self._by_id) >= _BY_ID_SIZE:
-            self._by_id.pop(next(iter(self._by_id)))
-        self._by_id[id(W)] = (W, plan)
+        _remember(self._by_id, id(W), (W, plan), _BY_ID_SIZE)
         return plan
 
     def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
@@ -167,8 +166,9 @@ class MPIComm(Communicator):
         Split as ``y_i = sum_{j hosted} W_ij x_j + sum_{j remote} W_ij x_j``: the hosted part
         (:func:`~gossip.comm.base.apply_rows` on ``X`` itself, no copy of the hosted rows) is
         computed while the remote rows travel; they are received into an internal buffer reused
-        by the next call of the same shape, dtype and device, and added, in place, only to the
-        rows that have remote neighbours. The result is always a new tensor.
+        by the next call of the same shape and dtype (on the CPU only: on a GPU, kernels of
+        the previous call may still be reading it), and added, in place, only to the rows that
+        have remote neighbours. The result is always a new tensor.
         """
         plan = self.plan(W)
         self._check_rows((X,))
@@ -178,25 +178,26 @@ class MPIComm(Communicator):
         X = X.contiguous()
         b, lo = len(self.nodes), plan.local_offset
         shape = (len(plan.ids) - b,) + tuple(X.shape[1:])
-        key = (shape, X.dtype, X.device)
-        remote = self._mix_rows.get(key)
-        if remote is None:
+        on_cpu = X.device.type == "cpu"
+        remote = self._mix_rows
+        if not (on_cpu and remote is not None and remote.shape == shape
+                and remote.dtype == X.dtype):
             remote = torch.empty(shape, dtype=X.dtype, device=X.device)
-            self._mix_rows = {key: remote}  # one buffer: the shape a run mixes every round
-        self.stats.messages += plan.messages
-        self.stats.bytes_sent += plan.messages * payload_row_bytes((X,))
+            if on_cpu:
+                self._mix_rows = remote  # one buffer: the shape a run mixes every round
+        self._count(plan, (X,))
         requests, keep = [], []
-        if X.device.type == "cpu":  # byte rows as NumPy views: slicing them costs no torch call
+        if on_cpu:  # byte rows as NumPy views: slicing them costs no torch call
             into, rows = _byte_rows(remote), _byte_rows(X)
         for R, count, offset in plan.recv:
             at = offset if offset < lo else offset - b
-            if X.device.type == "cpu":
+            if on_cpu:
                 buf = into[at : at + count]
             else:
                 buf = dev.mpi_view(_as_bytes(remote[at : at + count]))
             requests.append(self.mpi.Irecv([buf, MPI.BYTE], R, _TAG_SHARE))
         for R, local in plan.send:
-            if X.device.type == "cpu" and local[-1] - local[0] + 1 == len(local):
+            if on_cpu and local[-1] - local[0] + 1 == len(local):
                 buf = rows[int(local[0]) : int(local[-1]) + 1]
             else:
                 buf = dev.mpi_view(
@@ -222,9 +223,7 @@ class MPIComm(Communicator):
         b, lo = len(self.nodes), plan.local_offset
         remote_ids = np.concatenate([plan.ids[:lo], plan.ids[lo + b :]])
         op = rows_operator(W, dtype, device, self.nodes, remote_ids)
-        if len(self._remote_ops) >= _BY_ID_SIZE:
-            self._remote_ops.pop(next(iter(self._remote_ops)))
-        self._remote_ops[key] = (W, op)
+        _remember(self._remote_ops, key, (W, op), _BY_ID_SIZE)
         return op
 
     def _check_rows(self, payload: Payload) -> None:
@@ -236,29 +235,31 @@ class MPIComm(Communicator):
                 )
 
     def _recv_buffer(self, R: int, nbytes: int, device: torch.device) -> torch.Tensor:
-        """The internal receive buffer for rank ``R``'s bytes, reused while its size fits."""
-        key = (R, str(device))
-        buf = self._recv_bufs.get(key)
+        """The internal receive buffer for rank ``R``'s bytes, reused while its size fits (for
+        CPU data only: a GPU copy from the previous call may still be reading it)."""
+        if device.type != "cpu":
+            return dev.recv_buffer(nbytes, device, self.cuda_aware)
+        buf = self._recv_bufs.get(R)
         if buf is None or buf.numel() != nbytes:
             buf = dev.recv_buffer(nbytes, device, self.cuda_aware)
-            self._recv_bufs[key] = buf
+            self._recv_bufs[R] = buf
         return buf
+
+    def _count(self, plan: SharePlan, payload: Payload) -> None:
+        """Node-to-node messages of the hosted nodes and their bytes (placement-independent)."""
+        self.stats.messages += plan.messages
+        self.stats.bytes_sent += plan.messages * payload_row_bytes(payload)
 
     def _gather(self, payload: Payload, plan: SharePlan, out: Payload) -> None:
         """Fill ``out`` (one ``(len(plan.ids), ...)`` tensor per payload tensor) with the rows of
         ``plan.ids``: hosted rows copied from ``payload``, the others received from their ranks.
         """
         b = len(self.nodes)
-        self.stats.messages += plan.messages
-        self.stats.bytes_sent += plan.messages * payload_row_bytes(payload)
+        self._count(plan, payload)
         row_bytes = [t[0].numel() * t.element_size() for t in payload]
         device = payload[0].device if payload else torch.device("cpu")
         # a one-tensor payload (a plain mix) is received straight into its output rows
-        direct = (
-            len(payload) == 1
-            and out[0].is_contiguous()
-            and (device.type == "cpu" or self.cuda_aware)
-        )
+        direct = len(payload) == 1 and (device.type == "cpu" or self.cuda_aware)
 
         requests, received, keep = [], [], []
         for R, count, offset in plan.recv:

@@ -114,6 +114,12 @@ def test_any_slice_of_any_matrix(n: int, density: float, seed: int, data) -> Non
     torch.testing.assert_close(mix_ell(X, ell, 3), want, rtol=0, atol=1e-12)
 
 
+def _diagonals(W, nodes: range, ids: np.ndarray):
+    """apply_rows' cached choice for a float64 CPU slice: a DiagonalPlan or None."""
+    args = (W, nodes, ids, torch.float64, torch.device("cpu"))
+    return base._diagonals(base._slice_key(*args), *args)
+
+
 def test_apply_rows_takes_diagonals_for_large_rows_only() -> None:
     n = 36
     mats = _matrices(n)
@@ -131,13 +137,13 @@ def test_apply_rows_takes_diagonals_for_large_rows_only() -> None:
                 )
     ring = mats["ring"]
     full = np.arange(n)
-    assert base._diagonals(ring, range(n), full, torch.float64, torch.device("cpu")) is not None
+    assert _diagonals(ring, range(n), full) is not None
     # a random graph has too many offsets: CSR
     er = mats["erdos_renyi"]
-    assert base._diagonals(er, range(n), full, torch.float64, torch.device("cpu")) is None
+    assert _diagonals(er, range(n), full) is None
     # a 4 x 4 slice stays one dense product
     tiny = topologies.mixing_matrix(topologies.build("ring", 4))
-    plan = base._diagonals(tiny, range(4), np.arange(4), torch.float64, torch.device("cpu"))
+    plan = _diagonals(tiny, range(4), np.arange(4))
     assert plan is None
 
 
