@@ -46,6 +46,7 @@ contiguous halves here are the same method up to a permutation of coordinates.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import networkx as nx
@@ -54,6 +55,7 @@ import torch
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
 from gossip.options import Option, at_least, non_negative
+from topologies import tree_kinds
 
 __all__ = [
     "DoubleRelayState",
@@ -68,7 +70,8 @@ __all__ = [
     "relay_trees",
 ]
 
-TREES = ("bfs", "chain", "binary", "double_binary")
+#: Tree kinds ``algorithm.tree`` accepts (those of :func:`topologies.tree_kinds`).
+TREES = tuple(tree_kinds())
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ class RelayPlan:
     tree: nx.Graph
     diameter: int
     in_edges: tuple[tuple[int, int], ...]  # (k, i), i hosted, sorted by i then k
+
+    @cached_property
+    def index(self) -> dict[tuple[int, int], int]:
+        """Row of each incoming edge ``(k, i)`` in the state's buffers."""
+        return {e: r for r, e in enumerate(self.in_edges)}
 
 
 class RelayState(NamedTuple):
@@ -155,10 +163,9 @@ def relay_trees(
         ``(b, w_k)`` and ``N = sum_j c_{j->i}`` ``(b,)`` per hosted node.
     """
     nodes = comm.nodes
-    index = [{e: r for r, e in enumerate(p.in_edges)} for p in plans]
     parts: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for k, plan in enumerate(plans):
-        Rk, Rck, idx = R[k], Rc[k], index[k]
+        Rk, Rck, idx = R[k], Rc[k], plan.index
         for i in nodes:
             incoming = [idx[(j, i)] for j in plan.tree.neighbors(i)]
             total = Rk[incoming].sum(0) if incoming else torch.zeros_like(V[k][0])
@@ -229,16 +236,17 @@ _OPTIONS = [
 
 class _RelaySum(Algorithm):
     _plans: tuple[RelayPlan, ...] | None = None
-    _plans_key: tuple | None = None
+    _plans_for: tuple | None = None  # (graph itself, n, hosted nodes) the plans were made for
 
     def plans(self, ctx: Context) -> tuple[RelayPlan, ...]:
-        """The relay plan of each tree (cached per graph and hosted nodes)."""
-        key = (id(ctx.graph), ctx.comm.n, ctx.comm.nodes)
-        if self._plans is None or self._plans_key != key:
+        """The relay plan of each tree (cached per graph object and hosted nodes)."""
+        made = self._plans_for
+        if (self._plans is None or made[0] is not ctx.graph
+                or made[1:] != (ctx.comm.n, ctx.comm.nodes)):
             self._plans = relay_plans(
                 ctx.graph, self.options["tree"], self.options["root"], ctx.comm.nodes
             )
-            self._plans_key = key
+            self._plans_for = (ctx.graph, ctx.comm.n, ctx.comm.nodes)
         return self._plans
 
     def init(self, ctx: Context) -> RelayState | DoubleRelayState:
@@ -310,9 +318,10 @@ class RelaySumModel(_RelaySum):
         X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)))
         buffers, S, N, slices = self._relay(X_half, state, ctx)
         fill = X_half if self.options["missing"] == "own" else state.X0
-        missing = torch.cat([(n - 1 - Nk).to(X_half.dtype).unsqueeze(1).expand(-1, s.stop - s.start)
-                             for Nk, s in zip(N, slices, strict=True)], dim=1)
-        X_new = (X_half + S + missing * fill) / n
+        X_new = X_half + S
+        for Nk, s in zip(N, slices, strict=True):  # missing mass: (n - 1 - N_i) fill_i per tree
+            X_new[:, s].addcmul_((n - 1 - Nk).to(X_new.dtype)[:, None], fill[:, s])
+        X_new.div_(n)
         return _state(X_new, buffers, state.X0), losses
 
 
