@@ -67,23 +67,14 @@ FINAL_KEYS = ("test_accuracy", "test_accuracy_nodes", "distance_to_optimum", "tr
               "consensus_distance")
 
 
-def human_bytes(count: float) -> str:
-    """``1234567`` -> ``'1.23 MB'`` (decimal units, as network traffic is counted)."""
-    if abs(count) < 1000:
-        return f"{int(count)} B"
-    for unit in ("kB", "MB", "GB"):
-        count /= 1000
-        if abs(count) < 999.5:  # would not round up to 1000
-            return f"{count:.3g} {unit}"
-    return f"{count / 1000:.3g} TB"
-
-
 def final_line(summary: dict) -> str:
     """One human line for stderr: the last evaluation's main metrics, bytes and wall time
     (stdout keeps only the run folder, for scripts)."""
+    from analysis.compare import format_bytes
+
     final = summary.get("final") or {}
     parts = [f"{k} {final[k]:.4g}" for k in FINAL_KEYS if isinstance(final.get(k), int | float)]
-    parts.append(f"bytes_sent {human_bytes(summary.get('bytes_sent', 0))}")
+    parts.append(f"bytes_sent {format_bytes(summary.get('bytes_sent', 0))}")
     parts.append(f"wall {summary.get('wall_time', 0.0):.1f} s")
     status, rounds = summary.get("status", "done"), summary.get("rounds_done")
     return f"gossip train: {status} after {rounds} rounds: " + ", ".join(parts)

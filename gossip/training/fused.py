@@ -171,7 +171,7 @@ def fused_grads(
     """
     plan = _plan_or_raise(model, X)
     X = X.detach()
-    n, B = batches_y.shape
+    _, B = batches_y.shape
     a = _inputs(plan, batches_x, 1)
     saved: list[torch.Tensor] = []  # input of each Linear, output of each ReLU, in order
     for op in plan.ops:
