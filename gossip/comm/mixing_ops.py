@@ -197,9 +197,9 @@ def mix_diagonals(
                 torch.mul(flat[a + o : c + o], w[a:c], out=Y[a:c])
             else:
                 Y[a:c].addcmul_(w[a:c], flat[a + o : c + o])
-    for o, lo, step, w in plan.strided:
-        hi = lo + step * (len(w) - 1) + 1
-        Y[lo:hi:step].addcmul_(w, flat[lo + o : hi + o : step])
+    for o, first, stride, w in plan.strided:
+        last = first + stride * (len(w) - 1) + 1
+        Y[first:last:stride].addcmul_(w, flat[first + o : last + o : stride])
     for o, rs, w in plan.sparse:
         Y.index_add_(0, rs, flat.index_select(0, rs + o) * w)
     return Y.reshape((b,) + tuple(rows.shape[1:]))
