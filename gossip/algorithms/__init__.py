@@ -37,7 +37,7 @@ __all__ = [
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 
 # Modules written by others that define algorithms; imported on first registry lookup.
-_OPTIONAL = ("gossip.algorithms.choco",)
+_OPTIONAL = ("gossip.algorithms.choco", "gossip.algorithms.beer")
 _loaded = False
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 # algorithm -> extra overrides it needs to run on the quadratic
-NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"]}
+NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
+         "beer": ["compression.name=topk", "compression.ratio=0.5"]}
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.

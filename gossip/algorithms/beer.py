@@ -1,0 +1,150 @@
+"""BEER: compressed gradient tracking with public copies (Zhao, Li, Li, Richtárik & Chi 2022,
+"BEER: Fast O(1/T) Rate for Decentralized Nonconvex Optimization with Communication
+Compression", NeurIPS 2022, Algorithm 1).
+
+Round ``t`` with consensus step ``gamma``, step size ``eta`` and compressor ``C``, in matrix
+form on node blocks (rows are nodes, ``x_i <- x_i + gamma sum_j W_ij (h_j - h_i) - eta v_i``)::
+
+    X_{t+1} = X_t + gamma (W - I) H_t - eta V_t
+    H_{t+1} = H_t + C(X_{t+1} - H_t)              (public copies of X)
+    V_{t+1} = V_t + gamma (W - I) G_t + grad F(X_{t+1}) - grad F(X_t)
+    G_{t+1} = G_t + C(V_{t+1} - G_t)              (public copies of V)
+
+Initialisation as in the paper and its reference code: ``V_0 = grad F(X_0)`` and
+``H_0 = G_0 = 0``, so no uncompressed exchange is needed; every holder starts its copies at
+zero and the first messages carry ``C(X_1)`` and ``C(V_1)``.
+
+Messages. Node ``j`` sends ``q^H_j = C(x_j - h_j)`` and ``q^G_j = C(v_j - g_j)``; every holder
+of the copies of ``j`` (itself included) adds the decoded ``q_j``, so all copies of ``j`` stay
+equal. Both payloads travel in one :meth:`~gossip.comm.base.Communicator.share` (their tensor
+tuples concatenated), so a message costs ``2 x`` the operator's ``payload_row_bytes``. Each
+copy has its own compressor state; randomised operators draw with step ``2t`` for ``H`` and
+``2t + 1`` for ``G``, so the two streams differ and sender and receiver agree.
+Which copies a process keeps, and who receives ``q_j`` on a time-varying schedule, follows
+:mod:`gossip.algorithms.choco`: the neighbours of ``j`` in ``W`` (static) or in the run's base
+graph ``ctx.graph`` (time-varying; every ``W(t)`` must mix only along its edges).
+
+Invariants for a column-stochastic ``W`` and any compressor: ``1^T (W - I) = 0`` gives
+``sum_i v_i = sum_i grad f_i(x_i)`` every round (the tracker) and
+``x_bar_{t+1} = x_bar_t - eta v_bar_t``. With ``C`` the identity and ``gamma = 1``,
+``H_t = X_t`` and ``G_t = V_t`` from round 1 on, and BEER is gradient tracking in the DIGing
+form (Nedic, Olshevsky & Shi 2017) ``X <- W X - eta V``, ``V <- W V + grad F(X_new) - grad F(X)``
+after a first round that is one local step ``X_1 = X_0 - eta V_0`` (the copies start at zero).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from gossip.algorithms.base import Algorithm, Context
+from gossip.comm.base import apply_rows, senders_to
+from gossip.compression.cast import none
+from gossip.errors import ConfigError
+from gossip.options import Option, fraction
+
+__all__ = ["Beer", "BeerState"]
+
+
+class BeerState(NamedTuple):
+    """``X`` hosted models and ``V`` trackers ``(b, d)``; ``H``, ``G`` public copies of ``X``
+    and ``V`` for the ``known`` nodes ``(len(known), d)``; ``grad`` = ``grad F(X)`` and
+    ``losses`` at the current ``X`` (reported by the next round); ``CH``, ``CG`` the
+    compressor states of the two copies."""
+
+    X: torch.Tensor
+    V: torch.Tensor
+    H: torch.Tensor
+    G: torch.Tensor
+    grad: torch.Tensor
+    losses: torch.Tensor
+    known: torch.Tensor
+    CH: NamedTuple
+    CG: NamedTuple
+
+
+def _compressor(ctx: Context):
+    return ctx.compressor if ctx.compressor is not None else none()
+
+
+def _pattern(W) -> sp.csr_array:
+    P = sp.csr_array(W, copy=True)
+    P.data = np.ones_like(P.data)
+    P.eliminate_zeros()
+    return P
+
+
+def _receivers(ctx: Context) -> sp.csr_array:
+    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric)."""
+    n = ctx.comm.n
+    if ctx.schedule.is_static:
+        return _pattern(ctx.schedule.matrix(0))
+    if ctx.graph is None or ctx.graph.number_of_nodes() != n:
+        raise ConfigError("beer on a time-varying schedule needs the run's base graph on n nodes")
+    edges = np.array([(int(u), int(v)) for u, v in ctx.graph.edges()], dtype=np.int64)
+    edges = edges.reshape(-1, 2)
+    rows = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)])
+    cols = np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
+    return _pattern(sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(n, n)))
+
+
+class Beer(Algorithm):
+    """BEER: gradient tracking with compressed public copies ``H`` (of ``X``) and ``G``
+    (of ``V``), consensus step ``gamma``."""
+
+    name = "beer"
+    OPTIONS = [
+        Option("gamma", float, 0.5,
+               "consensus step size gamma in (0, 1] (lower it for strong compression)",
+               check=fraction),
+    ]
+
+    def init(self, ctx: Context) -> BeerState:
+        nodes = ctx.comm.nodes
+        X = ctx.problem.init_params(nodes)
+        grad, losses = ctx.problem.gradients(X, nodes, 0)
+        known = senders_to(_receivers(ctx), nodes)
+        compressor = _compressor(ctx)
+        CH, CG = (
+            compressor.init(X.shape[1], nodes, ctx.problem.layout, ctx.seed, dtype=X.dtype,
+                            device=X.device)
+            for _ in range(2)
+        )
+        zeros = torch.zeros((len(known), X.shape[1]), dtype=X.dtype, device=X.device)
+        return BeerState(X, grad.clone(), zeros, zeros.clone(), grad, losses,
+                         torch.from_numpy(known), CH, CG)
+
+    def round(self, state: BeerState, t: int, ctx: Context) -> tuple[BeerState, torch.Tensor]:
+        comm, compressor = ctx.comm, _compressor(ctx)
+        nodes = comm.nodes
+        gamma, eta = self.options["gamma"], float(ctx.lr(t))
+        W = ctx.schedule.matrix(t)
+        receivers = _receivers(ctx)
+        if (_pattern(W) - receivers.multiply(_pattern(W))).count_nonzero():
+            raise ConfigError(f"beer: W({t}) mixes along an edge outside the base graph")
+        known = state.known.numpy()
+        own = torch.from_numpy(np.searchsorted(known, np.arange(nodes.start, nodes.stop)))
+
+        # X_{t+1} = X_t + gamma (W - I) H_t - eta V_t
+        X = state.X + gamma * (apply_rows(W, nodes, known, state.H) - state.H[own]) - eta * state.V
+        grad, losses = ctx.problem.gradients(X, nodes, t + 1)
+        # V_{t+1} = V_t + gamma (W - I) G_t + grad F(X_{t+1}) - grad F(X_t)
+        V = (state.V + gamma * (apply_rows(W, nodes, known, state.G) - state.G[own])
+             + grad - state.grad)
+
+        # q^H = C(X_{t+1} - H_t), q^G = C(V_{t+1} - G_t): one share carries both payloads
+        payload_h, CH = compressor.encode(X - state.H[own], state.CH, 2 * t)
+        payload_g, CG = compressor.encode(V - state.G[own], state.CG, 2 * t + 1)
+        ids, rows = comm.share(payload_h + payload_g, receivers)
+        keep = np.isin(ids, known)
+        mask = torch.from_numpy(keep)
+        rows = tuple(r[mask.to(r.device)] for r in rows)
+        at = torch.from_numpy(np.searchsorted(known, ids[keep]))
+        H, G = state.H.clone(), state.G.clone()
+        k = len(payload_h)
+        H[at] += compressor.decode(rows[:k], CH, ids[keep], 2 * t).to(H.dtype)
+        G[at] += compressor.decode(rows[k:], CG, ids[keep], 2 * t + 1).to(G.dtype)
+        return BeerState(X, V, H, G, grad, losses, state.known, CH, CG), state.losses
