@@ -37,13 +37,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.public_copies import check_within, compressor_of, receivers
 from gossip.comm.base import apply_rows, senders_to
-from gossip.compression.cast import none
-from gossip.errors import ConfigError
 from gossip.options import Option, fraction
 
 __all__ = ["Beer", "BeerState"]
@@ -66,31 +64,6 @@ class BeerState(NamedTuple):
     CG: NamedTuple
 
 
-def _compressor(ctx: Context):
-    return ctx.compressor if ctx.compressor is not None else none()
-
-
-def _pattern(W) -> sp.csr_array:
-    P = sp.csr_array(W, copy=True)
-    P.data = np.ones_like(P.data)
-    P.eliminate_zeros()
-    return P
-
-
-def _receivers(ctx: Context) -> sp.csr_array:
-    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric)."""
-    n = ctx.comm.n
-    if ctx.schedule.is_static:
-        return _pattern(ctx.schedule.matrix(0))
-    if ctx.graph is None or ctx.graph.number_of_nodes() != n:
-        raise ConfigError("beer on a time-varying schedule needs the run's base graph on n nodes")
-    edges = np.array([(int(u), int(v)) for u, v in ctx.graph.edges()], dtype=np.int64)
-    edges = edges.reshape(-1, 2)
-    rows = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)])
-    cols = np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
-    return _pattern(sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(n, n)))
-
-
 class Beer(Algorithm):
     """BEER: gradient tracking with compressed public copies ``H`` (of ``X``) and ``G``
     (of ``V``), consensus step ``gamma``."""
@@ -106,8 +79,8 @@ class Beer(Algorithm):
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
         grad, losses = ctx.problem.gradients(X, nodes, 0)
-        known = senders_to(_receivers(ctx), nodes)
-        compressor = _compressor(ctx)
+        known = senders_to(receivers(ctx, "beer"), nodes)
+        compressor = compressor_of(ctx)
         CH, CG = (
             compressor.init(X.shape[1], nodes, ctx.problem.layout, ctx.seed, dtype=X.dtype,
                             device=X.device)
@@ -118,13 +91,12 @@ class Beer(Algorithm):
                          torch.from_numpy(known), CH, CG)
 
     def round(self, state: BeerState, t: int, ctx: Context) -> tuple[BeerState, torch.Tensor]:
-        comm, compressor = ctx.comm, _compressor(ctx)
+        comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
         gamma, eta = self.options["gamma"], float(ctx.lr(t))
         W = ctx.schedule.matrix(t)
-        receivers = _receivers(ctx)
-        if (_pattern(W) - receivers.multiply(_pattern(W))).count_nonzero():
-            raise ConfigError(f"beer: W({t}) mixes along an edge outside the base graph")
+        base = receivers(ctx, "beer")
+        check_within(W, base, "beer", t)
         known = state.known.numpy()
         own = torch.from_numpy(np.searchsorted(known, np.arange(nodes.start, nodes.stop)))
 
@@ -138,7 +110,7 @@ class Beer(Algorithm):
         # q^H = C(X_{t+1} - H_t), q^G = C(V_{t+1} - G_t): one share carries both payloads
         payload_h, CH = compressor.encode(X - state.H[own], state.CH, 2 * t)
         payload_g, CG = compressor.encode(V - state.G[own], state.CG, 2 * t + 1)
-        ids, rows = comm.share(payload_h + payload_g, receivers)
+        ids, rows = comm.share(payload_h + payload_g, base)
         keep = np.isin(ids, known)
         mask = torch.from_numpy(keep)
         rows = tuple(r[mask.to(r.device)] for r in rows)

@@ -41,9 +41,8 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
+from gossip.algorithms.public_copies import check_within, compressor_of, receivers
 from gossip.comm.base import apply_rows, senders_to
-from gossip.compression.cast import none
-from gossip.errors import ConfigError
 from gossip.options import Option, at_least, positive
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
@@ -66,31 +65,6 @@ class NaiveState(NamedTuple):
     C: NamedTuple
 
 
-def _compressor(ctx: Context):
-    return ctx.compressor if ctx.compressor is not None else none()
-
-
-def _pattern(W) -> sp.csr_array:
-    P = sp.csr_array(W, copy=True)
-    P.data = np.ones_like(P.data)
-    P.eliminate_zeros()
-    return P
-
-
-def _base_pattern(ctx: Context) -> sp.csr_array:
-    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric)."""
-    n = ctx.comm.n
-    if ctx.schedule.is_static:
-        return _pattern(ctx.schedule.matrix(0))
-    if ctx.graph is None or ctx.graph.number_of_nodes() != n:
-        raise ConfigError("choco on a time-varying schedule needs the run's base graph on n nodes")
-    edges = np.array([(int(u), int(v)) for u, v in ctx.graph.edges()], dtype=np.int64)
-    edges = edges.reshape(-1, 2)
-    rows = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)])
-    cols = np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
-    return _pattern(sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(n, n)))
-
-
 class Choco(Algorithm):
     """CHOCO-SGD with public copies ``X_hat`` and consensus step ``gamma``."""
 
@@ -104,21 +78,20 @@ class Choco(Algorithm):
     def init(self, ctx: Context) -> ChocoState:
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
-        known = senders_to(_base_pattern(ctx), nodes)
-        C = _compressor(ctx).init(
+        known = senders_to(receivers(ctx, "choco"), nodes)
+        C = compressor_of(ctx).init(
             X.shape[1], nodes, ctx.problem.layout, ctx.seed, dtype=X.dtype, device=X.device
         )
         X_hat = torch.zeros((len(known), X.shape[1]), dtype=X.dtype, device=X.device)
         return ChocoState(X, X_hat, torch.from_numpy(known), C)
 
     def round(self, state: ChocoState, t: int, ctx: Context) -> tuple[ChocoState, torch.Tensor]:
-        comm, compressor = ctx.comm, _compressor(ctx)
+        comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
         gamma = self.options["gamma"]
         W = ctx.schedule.matrix(t)
-        base = _base_pattern(ctx)
-        if (_pattern(W) - base.multiply(_pattern(W))).count_nonzero():
-            raise ConfigError(f"choco: W({t}) mixes along an edge outside the base graph")
+        base = receivers(ctx, "choco")
+        check_within(W, base, "choco", t)
         known = state.known.numpy()
         own = np.searchsorted(known, np.arange(nodes.start, nodes.stop))
 
@@ -145,13 +118,13 @@ class CompressedGossipNaive(Algorithm):
     def init(self, ctx: Context) -> NaiveState:
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
-        C = _compressor(ctx).init(
+        C = compressor_of(ctx).init(
             X.shape[1], nodes, ctx.problem.layout, ctx.seed, dtype=X.dtype, device=X.device
         )
         return NaiveState(X, C)
 
     def round(self, state: NaiveState, t: int, ctx: Context) -> tuple[NaiveState, torch.Tensor]:
-        comm, compressor = ctx.comm, _compressor(ctx)
+        comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
         W = sp.csr_array(ctx.schedule.matrix(t))
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))

@@ -1,0 +1,55 @@
+"""Who keeps public copies of whom, for compressed gossip with public copies (CHOCO, BEER).
+
+Node ``j`` sends its compressed difference ``q_j`` to every node that keeps a copy ``x_hat_j``;
+every holder adds the same ``q_j``, so all copies of ``j`` stay equal. On a static topology the
+holders are ``W``'s nonzero pattern; on a time-varying schedule a copy must stay exact between
+the rounds in which it is used, so the holders are the neighbours of ``j`` in the run's base
+graph (both directions, self included), and every ``W(t)`` must mix only along those edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from gossip.algorithms.base import Context
+from gossip.compression.cast import none
+from gossip.errors import ConfigError
+
+__all__ = ["check_within", "compressor_of", "pattern", "receivers"]
+
+
+def compressor_of(ctx: Context):
+    """The run's compressor, or the identity (``none``) when the run has none."""
+    return ctx.compressor if ctx.compressor is not None else none()
+
+
+def pattern(W) -> sp.csr_array:
+    """The nonzero pattern of ``W`` as a 0/1 CSR matrix (explicit zeros dropped)."""
+    P = sp.csr_array(W, copy=True)
+    P.data = np.ones_like(P.data)
+    P.eliminate_zeros()
+    return P
+
+
+def receivers(ctx: Context, algorithm: str) -> sp.csr_array:
+    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric)."""
+    n = ctx.comm.n
+    if ctx.schedule.is_static:
+        return pattern(ctx.schedule.matrix(0))
+    if ctx.graph is None or ctx.graph.number_of_nodes() != n:
+        raise ConfigError(
+            f"{algorithm} on a time-varying schedule needs the run's base graph on n nodes"
+        )
+    edges = np.array([(int(u), int(v)) for u, v in ctx.graph.edges()], dtype=np.int64)
+    edges = edges.reshape(-1, 2)
+    rows = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)])
+    cols = np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
+    return pattern(sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(n, n)))
+
+
+def check_within(W, base: sp.csr_array, algorithm: str, t: int) -> None:
+    """ConfigError when ``W(t)`` mixes along an edge that ``base`` has no copies for."""
+    P = pattern(W)
+    if (P - base.multiply(P)).count_nonzero():
+        raise ConfigError(f"{algorithm}: W({t}) mixes along an edge outside the base graph")
