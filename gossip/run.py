@@ -331,7 +331,8 @@ def _summary(config, comm, graph, schedule, problem, alg, ctx, loop, rounds_done
         from gossip.compression import describe_compression
 
         summary["compression"] = describe_compression(
-            ctx.compressor, problem.dim, problem.layout, problem.dtype, stats)
+            ctx.compressor, problem.dim, problem.layout, problem.dtype, stats,
+            alg.ROWS_PER_MESSAGE)
         summary["compression_ratio"] = summary["compression"]["measured_ratio"]
     return summary
 

@@ -69,6 +69,9 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     OPTIONS: ClassVar[list[Option]]
+    #: Encoded rows one message carries (BEER sends copies of X and of V together): the dense
+    #: bytes a compressed run is compared with in ``summary.json``.
+    ROWS_PER_MESSAGE: ClassVar[int] = 1
 
     def __init__(self, **options: Any) -> None:
         self.options = options

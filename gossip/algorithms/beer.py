@@ -69,6 +69,7 @@ class Beer(Algorithm):
     (of ``V``), consensus step ``gamma``."""
 
     name = "beer"
+    ROWS_PER_MESSAGE = 2  # q^H and q^G travel in one message
     OPTIONS = [
         Option("gamma", float, 0.5,
                "consensus step size gamma in (0, 1] (lower it for strong compression)",

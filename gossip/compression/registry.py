@@ -113,20 +113,20 @@ def make_compressor(name: str, options: dict | None = None) -> Compressor:
 
 
 def describe_compression(
-    compressor: Compressor, dim: int, layout, dtype: torch.dtype, stats
+    compressor: Compressor, dim: int, layout, dtype: torch.dtype, stats, rows_per_message: int = 1
 ) -> dict[str, Any]:
     """The ``compression`` entry of ``summary.json``.
 
     ``ratio`` is the operator's nominal ratio ``dim * itemsize / payload_row_bytes`` (dense row
     in the problem's dtype over one encoded row); ``measured_ratio`` is the dense bytes the
-    run's messages would have taken, ``messages * dim * itemsize`` (every message of a
-    compressed run carries one row), over the bytes it sent (``stats`` summed over ranks):
-    below ``ratio`` when some messages travel dense (the model download of ``allreduce`` /
-    ``fedavg``).
+    run's messages would have taken, ``messages * rows_per_message * dim * itemsize`` (a
+    message of a compressed run carries ``rows_per_message`` encoded rows), over the bytes it
+    sent (``stats`` summed over ranks): below ``ratio`` when some messages travel dense (the
+    model download of ``allreduce`` / ``fedavg``).
     """
     row = int(compressor.payload_row_bytes(dim, layout, dtype))
     dense_row = dim * torch.empty((), dtype=dtype).element_size()
-    dense = stats.messages * dense_row
+    dense = stats.messages * rows_per_message * dense_row
     return {
         "name": compressor.name,
         "options": {k: v for k, v in compressor.options.items() if v is not None},

@@ -21,7 +21,7 @@ def cfg(tmp_path, *extra):
     return load_config(None, [*BASE, f"out='{tmp_path}'", *extra])
 
 
-@pytest.mark.parametrize("alg", ["choco", "allreduce", "fedavg"])
+@pytest.mark.parametrize("alg", ["choco", "beer", "allreduce", "fedavg"])
 def test_summary_gives_operator_row_bytes_and_ratios(tmp_path, alg):
     # topk k=4 of 40 float32 entries: 4 values (16 B) + 4 uint8 indices (4 B) = 20 B per row
     summary = run(cfg(tmp_path, f"algorithm.name='{alg}'", "compression.name='topk'",
@@ -32,10 +32,11 @@ def test_summary_gives_operator_row_bytes_and_ratios(tmp_path, alg):
     assert entry["name"] == "topk" and entry["options"]["k"] == 4
     assert entry["payload_row_bytes"] == 20 and entry["dense_row_bytes"] == DIM * 4
     assert entry["ratio"] == DIM * 4 / 20
-    assert entry["dense_bytes"] == saved["messages"] * DIM * 4
+    rows = 2 if alg == "beer" else 1  # beer: copies of X and of V in one message
+    assert entry["dense_bytes"] == saved["messages"] * rows * DIM * 4
     assert entry["measured_ratio"] == entry["dense_bytes"] / saved["bytes_sent"]
     assert saved["compression_ratio"] == entry["measured_ratio"]
-    if alg == "choco":  # every message is one encoded row: measured = nominal
+    if alg in ("choco", "beer"):  # every message is encoded rows only: measured = nominal
         assert entry["measured_ratio"] == entry["ratio"]
     else:  # payload up, dense model down: 2 * 160 / (20 + 160)
         assert entry["measured_ratio"] == pytest.approx(2 * 160 / 180, rel=1e-12)
