@@ -7,10 +7,11 @@ row reports ``ratio = time / copy time`` (1.0 = at the bound).
 
 Formulations timed, for Metropolis ``W`` of a ring, a 2-D torus and the exponential graph:
 
-- ``comm.mix``: ``LocalComm(n).mix(X, W)``, what the algorithms call;
-- ``apply_rows``: the raw ``gossip.comm.base.apply_rows`` product (the cached operator it picks:
-  local diagonals for large rows of a ring/torus-like slice, else dense or CSR torch), without
-  the byte counting;
+- ``comm.mix``: ``LocalComm(n).mix(X, schedule.matrix(t))`` with ``t`` counting up, what a
+  ``gossip train`` round calls (``schedule`` is the static schedule a run builds for the graph);
+- ``apply_rows``: the raw ``apply_rows`` product of ``schedule.matrix(t)`` (the cached operator
+  it picks: local diagonals for large rows of a ring/torus-like slice, else dense or CSR torch),
+  without the byte counting;
 - ``dense``: ``torch.mm`` with dense ``W`` (skipped when ``n^2 d > 1e10``);
 - ``csr``: ``torch.sparse_csr_tensor(W) @ X``;
 - ``rolls``: ``sum_o w_o * roll(X, -o)`` over the local diagonals ``o`` of ``W``
@@ -71,8 +72,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["COLUMNS", "METHODS", "add_arguments", "main", "methods", "mix_rolls", "mixing_matrix"]
-__all__ += ["run"]  # and, lazily, the names of _MIXING_OPS
+__all__ = ["COLUMNS", "METHODS", "add_arguments", "main", "methods", "mix_rolls", "run"]
+__all__ += ["schedule_of"]  # and, lazily, the names of _MIXING_OPS
 
 COLUMNS = ["topology", "n", "d", "method", "ms", "gb_per_s", "ratio"]
 METHODS = [
@@ -116,23 +117,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def mixing_matrix(topology: str, n: int):
-    """Metropolis ``W`` (scipy CSR) of ``topology`` on ``n`` nodes.
+def schedule_of(topology: str, n: int):
+    """The static Metropolis schedule of ``topology`` on ``n`` nodes, as ``gossip train``
+    builds it (``topologies.make_schedule("static", graph=...)``).
 
     The exponential graph is directed; its Metropolis weights are those of the undirected
-    graph with the same edges (symmetric, doubly stochastic). ``random_matching`` is round 0 of
-    that schedule (seed 0), ``erdos_renyi`` the default random graph of ``topologies.build``.
+    graph with the same edges (symmetric, doubly stochastic). ``random_matching`` is the graph
+    of round 0 of that schedule (seed 0; its Metropolis weights are the schedule's 1/2-1/2),
+    ``erdos_renyi`` the default random graph of ``topologies.build``.
     """
-    import scipy.sparse as sp
-
     import topologies
 
     if topology == "random_matching":
-        return sp.csr_array(topologies.make_schedule("random_matching", n).matrix(0))
-    graph = topologies.build(topology, n)
+        graph = topologies.make_schedule("random_matching", n).graph(0).to_undirected()
+    else:
+        graph = topologies.build(topology, n)
     if graph.is_directed():
         graph = graph.to_undirected()
-    return topologies.mixing_matrix(graph, rule="metropolis")
+    return topologies.make_schedule("static", n, graph=graph, rule="metropolis")
 
 
 def mix_rolls(X: torch.Tensor, plan: DiagonalPlan) -> torch.Tensor:
@@ -164,9 +166,15 @@ def _index_add(X: torch.Tensor, rows, cols, vals) -> torch.Tensor:
     return Y
 
 
-def methods(W, X: torch.Tensor, extra: bool = False) -> dict:
+def methods(schedule, X: torch.Tensor, extra: bool = False) -> dict:
     """Every formulation of ``W X`` as a zero-argument callable (``None`` when skipped); with
-    ``extra`` also the ELL form (``gossip.comm.mixing_ops.mix_ell``, row blocks of ~2 MB)."""
+    ``extra`` also the ELL form (``gossip.comm.mixing_ops.mix_ell``, row blocks of ~2 MB).
+
+    ``comm.mix`` and ``apply_rows`` take ``W = schedule.matrix(t)`` afresh on every call
+    (``t = 0, 1, ...``), as a training round does; the other formulations are kernels built
+    once from ``W(0)``.
+    """
+    import itertools
     import warnings
 
     import numpy as np
@@ -180,6 +188,8 @@ def methods(W, X: torch.Tensor, extra: bool = False) -> dict:
     n, d = X.shape
     dev, dt = X.device, X.dtype
     comm, ids, nodes = LocalComm(n), np.arange(n, dtype=np.int64), range(n)
+    rounds = itertools.count()
+    W = schedule.matrix(0)
     plan = diagonal_plan(W, dt, dev)
     csr = sp.csr_array(W)
     with warnings.catch_warnings():
@@ -197,8 +207,8 @@ def methods(W, X: torch.Tensor, extra: bool = False) -> dict:
     vals = torch.from_numpy(coo.data).to(dtype=dt, device=dev)[:, None]
     Wd = torch.from_numpy(csr.toarray()).to(dtype=dt, device=dev)
     found = {
-        "comm.mix": lambda: comm.mix(X, W),
-        "apply_rows": lambda: apply_rows(W, nodes, ids, X),
+        "comm.mix": lambda: comm.mix(X, schedule.matrix(next(rounds))),
+        "apply_rows": lambda: apply_rows(schedule.matrix(next(rounds)), nodes, ids, X),
         "dense": (lambda: Wd @ X) if n * n * d <= DENSE_MAX else None,
         "csr": lambda: S @ X,
         "rolls": lambda: mix_rolls(X, plan),
@@ -219,14 +229,14 @@ def measure(topology: str, n: int, d: int, args) -> list[dict]:
 
     gen = torch.Generator().manual_seed(n * 7 + d)
     X = torch.randn(n, d, generator=gen).to(args.device)
-    W = mixing_matrix(topology, n)
+    schedule = schedule_of(topology, n)
     timing = {"device": args.device, "repeats": 1 if args.quick else args.repeats}
     if args.quick:
         timing["min_seconds"] = 0.0
     Y = torch.empty_like(X)
     copy_s = time_per_call(lambda: Y.copy_(X), **timing)
     nbytes = 2 * X.numel() * X.element_size()
-    found = methods(W, X, getattr(args, "extra", False))
+    found = methods(schedule, X, getattr(args, "extra", False))
     ref = found.pop("_reference")()
     rows = [_point(topology, n, d, "copy (bound)", copy_s, copy_s, nbytes)]
     for name, fn in found.items():

@@ -90,9 +90,10 @@ def test_simulation_quick(tmp_path: Path) -> None:
 )
 def test_mixing_formulations_equal_W_times_X(topology: str, n: int) -> None:
     sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.mixing import diagonal_plan, methods, mix_diagonals, mix_rolls, mixing_matrix
+    from benchmarks.mixing import diagonal_plan, methods, mix_diagonals, mix_rolls, schedule_of
 
-    W = mixing_matrix(topology, n)
+    schedule = schedule_of(topology, n)
+    W = schedule.matrix(0)
     X = torch.randn(n, 7, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
     expected = torch.from_numpy(W @ X.numpy())
     plan = diagonal_plan(W, X.dtype, X.device)
@@ -100,7 +101,7 @@ def test_mixing_formulations_equal_W_times_X(topology: str, n: int) -> None:
     for block in (None, 1, 3, n):
         torch.testing.assert_close(mix_diagonals(X, plan, block), expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(mix_rolls(X, plan), expected, rtol=0, atol=1e-12)
-    for name, fn in methods(W, X).items():
+    for name, fn in methods(schedule, X).items():
         if fn is not None:
             torch.testing.assert_close(fn().double(), expected, rtol=0, atol=1e-12, msg=name)
 
