@@ -22,9 +22,10 @@ Formulations timed, for Metropolis ``W`` of a ring, a 2-D torus and the exponent
 - ``diagonals blocked``: ``diagonals`` applied one block of rows at a time (about 2 MB of ``X``),
   so the rows read for one offset are still in cache for the next;
 - ``index_add``: ``Y.index_add_(0, i, w * X[j])`` over the edge list (in edge chunks);
-- ``ell`` (with ``--extra``): ``gossip.comm.mixing_ops.mix_ell``, per output row up to max-degree
-  ``(index, weight)`` pairs, ``Y = sum_k w[:, k] * X[idx[:, k]]`` in row blocks. ``--extra`` also
-  allows the non-circulant topologies ``random_matching`` and ``erdos_renyi``.
+- ``ell`` (with ``--extra``): :func:`mix_ell`, per output row up to max-degree
+  ``(index, weight)`` pairs, ``Y = sum_k w[:, k] * X[idx[:, k]]`` in row blocks (measured and not
+  adopted: it loses to CSR, so it lives here, not in ``gossip``). ``--extra`` also allows the
+  non-circulant topologies ``random_matching`` and ``erdos_renyi``.
 
 Offsets holding fewer than half the rows of their span (e.g. a torus' wrap-around edges) are
 applied as strided slices when evenly spaced, else by ``index_add_`` on their rows only.
@@ -60,20 +61,8 @@ if typing.TYPE_CHECKING:
 
     from gossip.comm.mixing_ops import DiagonalPlan
 
-# the diagonal and ELL forms live in gossip.comm.mixing_ops; re-exported lazily (torch)
-_MIXING_OPS = ("DiagonalPlan", "diagonal_plan", "ell_plan", "mix_diagonals", "mix_ell")
-
-
-def __getattr__(name: str):
-    if name in _MIXING_OPS:
-        from gossip.comm import mixing_ops
-
-        return getattr(mixing_ops, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["COLUMNS", "METHODS", "add_arguments", "main", "methods", "mix_rolls", "run"]
-__all__ += ["schedule_of"]  # and, lazily, the names of _MIXING_OPS
+__all__ = ["COLUMNS", "METHODS", "EllPlan", "add_arguments", "ell_plan", "main", "methods"]
+__all__ += ["mix_ell", "mix_rolls", "run", "schedule_of"]
 
 COLUMNS = ["topology", "n", "d", "method", "ms", "gb_per_s", "ratio"]
 METHODS = [
@@ -154,6 +143,55 @@ def mix_rolls(X: torch.Tensor, plan: DiagonalPlan) -> torch.Tensor:
     return Y
 
 
+class EllPlan(typing.NamedTuple):
+    """ELL form of an ``(n, n)`` matrix: ``idx[r, k]`` and ``w[r, k]`` for ``k < max degree``
+    (padding entries point at row 0 with weight 0)."""
+
+    idx: torch.Tensor
+    w: torch.Tensor
+
+
+def ell_plan(W, dtype: torch.dtype, device: torch.device | str = "cpu") -> EllPlan:
+    """The :class:`EllPlan` of ``W`` (any scipy sparse matrix)."""
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    S = sp.csr_array(W)
+    b = S.shape[0]
+    counts = np.diff(S.indptr)
+    k = int(counts.max()) if b else 0
+    idx = np.zeros((b, k), dtype=np.int64)
+    w = np.zeros((b, k))
+    slot = np.arange(S.nnz) - np.repeat(S.indptr[:-1], counts)
+    row = np.repeat(np.arange(b), counts)
+    idx[row, slot] = S.indices
+    w[row, slot] = S.data
+    return EllPlan(torch.from_numpy(idx).to(device), torch.tensor(w, dtype=dtype, device=device))
+
+
+def mix_ell(X: torch.Tensor, plan: EllPlan, block_rows: int | None = None) -> torch.Tensor:
+    """``W X`` from the :class:`EllPlan` of ``W``: ``y_r = sum_k w[r, k] X[idx[r, k]]``, one
+    gather of a block of rows per ``k`` (``block_rows``: output rows per block, default about
+    ``gossip.comm.mixing_ops.BLOCK_BYTES`` of rows; ``0``: one block)."""
+    import torch
+
+    from gossip.comm.mixing_ops import BLOCK_BYTES
+
+    b = plan.idx.shape[0]
+    if X.shape[0] != b:
+        raise ValueError(f"X has {X.shape[0]} rows, the plan needs {b}")
+    if block_rows is None:
+        block_rows = max(1, BLOCK_BYTES // max(1, X[0].numel() * X.element_size()))
+    step = block_rows or max(b, 1)
+    Y = torch.zeros_like(X)
+    for lo in range(0, b, step):
+        hi = min(b, lo + step)
+        for k in range(plan.idx.shape[1]):
+            Y[lo:hi].addcmul_(plan.w[lo:hi, k, None], X.index_select(0, plan.idx[lo:hi, k]))
+    return Y
+
+
 def _index_add(X: torch.Tensor, rows, cols, vals) -> torch.Tensor:
     import torch
 
@@ -168,7 +206,7 @@ def _index_add(X: torch.Tensor, rows, cols, vals) -> torch.Tensor:
 
 def methods(schedule, X: torch.Tensor, extra: bool = False) -> dict:
     """Every formulation of ``W X`` as a zero-argument callable (``None`` when skipped); with
-    ``extra`` also the ELL form (``gossip.comm.mixing_ops.mix_ell``, row blocks of ~2 MB).
+    ``extra`` also the ELL form (:func:`mix_ell`, row blocks of ~2 MB).
 
     ``comm.mix`` and ``apply_rows`` take ``W = schedule.matrix(t)`` afresh on every call
     (``t = 0, 1, ...``), as a training round does; the other formulations are kernels built
@@ -181,9 +219,9 @@ def methods(schedule, X: torch.Tensor, extra: bool = False) -> dict:
     import scipy.sparse as sp
     import torch
 
-    from gossip.comm.base import apply_rows
     from gossip.comm.local import LocalComm
-    from gossip.comm.mixing_ops import diagonal_plan, ell_plan, mix_diagonals, mix_ell
+    from gossip.comm.mixing import apply_rows
+    from gossip.comm.mixing_ops import diagonal_plan, mix_diagonals
 
     n, d = X.shape
     dev, dt = X.device, X.dtype

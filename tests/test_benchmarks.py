@@ -86,11 +86,14 @@ def test_simulation_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "topology,n", [("ring", 5), ("ring", 16), ("torus", 16), ("exponential", 12), ("torus", 9)]
+    "topology,n",
+    [("ring", 5), ("ring", 16), ("torus", 16), ("exponential", 12), ("torus", 9),
+     ("random_matching", 9), ("erdos_renyi", 16)],
 )
 def test_mixing_formulations_equal_W_times_X(topology: str, n: int) -> None:
     sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.mixing import diagonal_plan, methods, mix_diagonals, mix_rolls, schedule_of
+    from benchmarks.mixing import METHODS, ell_plan, methods, mix_ell, mix_rolls, schedule_of
+    from gossip.comm.mixing_ops import diagonal_plan, mix_diagonals
 
     schedule = schedule_of(topology, n)
     W = schedule.matrix(0)
@@ -101,9 +104,33 @@ def test_mixing_formulations_equal_W_times_X(topology: str, n: int) -> None:
     for block in (None, 1, 3, n):
         torch.testing.assert_close(mix_diagonals(X, plan, block), expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(mix_rolls(X, plan), expected, rtol=0, atol=1e-12)
-    for name, fn in methods(schedule, X).items():
+    ell = ell_plan(W, X.dtype)
+    for block in (None, 0, 1, 3):
+        torch.testing.assert_close(mix_ell(X, ell, block), expected, rtol=0, atol=1e-12)
+    found = methods(schedule, X, extra=True)
+    assert set(found) == {"_reference", "ell", *METHODS}
+    for name, fn in found.items():
         if fn is not None:
-            torch.testing.assert_close(fn().double(), expected, rtol=0, atol=1e-12, msg=name)
+            for _ in range(2):  # comm.mix and apply_rows take W(t) afresh on every call
+                got = fn().double()
+                torch.testing.assert_close(got, expected, rtol=0, atol=1e-12, msg=name)
+
+
+def test_ell_of_any_matrix() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.mixing import ell_plan, mix_ell
+
+    rng = np.random.default_rng(0)
+    for n, density in [(1, 1.0), (7, 0.0), (12, 0.3), (20, 0.6)]:
+        W = sp.csr_array(sp.random_array((n, n), density=density, rng=rng))
+        X = torch.from_numpy(rng.standard_normal((n, 4)))
+        want = torch.from_numpy(W @ X.numpy())
+        torch.testing.assert_close(mix_ell(X, ell_plan(W, X.dtype), 3), want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rows"):
+        mix_ell(torch.zeros(5, 2), ell_plan(sp.eye_array(6), torch.float32))
 
 
 def test_mixing_quick(tmp_path: Path) -> None:

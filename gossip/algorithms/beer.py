@@ -41,7 +41,7 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.public_copies import check_within, compressor_of, receivers
-from gossip.comm.base import apply_rows, senders_to
+from gossip.comm.mixing import apply_rows, senders_to
 from gossip.options import Option, fraction
 
 __all__ = ["Beer", "BeerState"]

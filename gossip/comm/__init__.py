@@ -4,9 +4,10 @@
 package never loads mpi4py.
 """
 
-from gossip.comm.base import CommStats, Communicator, Payload, apply_rows, senders_to
+from gossip.comm.base import CommStats, Communicator, Payload
 from gossip.comm.factory import install_abort_handler, launched_by_mpi, make_comm
 from gossip.comm.local import LocalComm
+from gossip.comm.mixing import apply_rows, senders_to
 
 __all__ = [
     "CommStats",

@@ -20,10 +20,8 @@ rows are evenly spaced (a torus' wrap-around edges: every ``s``-th row), else wi
 
 Also here: :class:`RowsOperator` / :func:`add_rows`, ``Y += S @ rows`` in place on only the
 output rows that have entries in ``S`` (MPIComm adds the remote neighbours' rows this way after
-computing the hosted part while they travel); and the ELL form (per output row up to
-``max degree`` pairs ``(index, weight)``, ``y = sum_k w[:, k] * rows[idx[:, k]]``), a generic
-alternative for non-circulant sparse ``W`` that ``benchmarks/mixing.py --extra`` measures
-against CSR.
+computing the hosted part while they travel), and :func:`torch_matrix`, the dense or CSR torch
+form of a slice.
 """
 
 from __future__ import annotations
@@ -38,13 +36,10 @@ import torch
 __all__ = [
     "BLOCK_BYTES",
     "DiagonalPlan",
-    "EllPlan",
     "RowsOperator",
     "add_rows",
     "diagonal_plan",
-    "ell_plan",
     "mix_diagonals",
-    "mix_ell",
     "rows_operator",
     "slice_of",
 ]
@@ -97,23 +92,16 @@ class DiagonalPlan(NamedTuple):
         )
 
 
-class EllPlan(NamedTuple):
-    """ELL form of a ``(b, m)`` matrix: ``idx[r, k]`` and ``w[r, k]`` for ``k < max degree``
-    (padding entries point at row 0 with weight 0)."""
-
-    shape: tuple[int, int]
-    idx: torch.Tensor
-    w: torch.Tensor
-
-
 def slice_of(W, nodes: range | None = None, ids: np.ndarray | None = None) -> sp.csr_array:
-    """``W[nodes][:, ids]`` as a CSR array (the whole of ``W`` when both are ``None``)."""
+    """``W[nodes][:, ids]`` as a CSR array (the whole of ``W`` when both are ``None``) with
+    arrays of its own: changing it never changes ``W``, which may be a schedule's read-only
+    matrix."""
     A = sp.csr_array(W)
     if nodes is not None:
         A = A[nodes.start : nodes.stop]
     if ids is not None:
         A = A[:, np.asarray(ids, dtype=np.int64)]
-    return sp.csr_array(A)
+    return sp.csr_array(A, copy=True)
 
 
 def diagonal_plan(
@@ -202,49 +190,6 @@ def mix_diagonals(
         Y[first:last:stride].addcmul_(w, flat[first + o : last + o : stride])
     for o, rs, w in plan.sparse:
         Y.index_add_(0, rs, flat.index_select(0, rs + o) * w)
-    return Y.reshape((b,) + tuple(rows.shape[1:]))
-
-
-def ell_plan(
-    W,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str = "cpu",
-    nodes: range | None = None,
-    ids: np.ndarray | None = None,
-) -> EllPlan:
-    """The :class:`EllPlan` of ``S = W[nodes][:, ids]`` (all of ``W`` by default)."""
-    S = slice_of(W, nodes, ids)
-    b, m = S.shape
-    counts = np.diff(S.indptr)
-    k = int(counts.max()) if b else 0
-    idx = np.zeros((b, k), dtype=np.int64)
-    w = np.zeros((b, k))
-    slot = np.arange(S.nnz) - np.repeat(S.indptr[:-1], counts)
-    row = np.repeat(np.arange(b), counts)
-    idx[row, slot] = S.indices
-    w[row, slot] = S.data
-    return EllPlan(
-        (b, m),
-        torch.from_numpy(idx).to(device),
-        torch.tensor(w, dtype=dtype, device=device),
-    )
-
-
-def mix_ell(rows: torch.Tensor, plan: EllPlan, block_rows: int | None = None) -> torch.Tensor:
-    """``S @ rows`` from the :class:`EllPlan` of ``S``: ``y_r = sum_k w[r, k] rows[idx[r, k]]``,
-    one gather of a block of rows per ``k`` (blocks as in :func:`mix_diagonals`)."""
-    b, m = plan.shape
-    if rows.shape[0] != m:
-        raise ValueError(f"rows has {rows.shape[0]} rows, the plan needs {m}")
-    flat = rows.reshape(m, -1)
-    if block_rows is None:
-        block_rows = max(1, BLOCK_BYTES // max(1, flat.shape[1] * flat.element_size()))
-    step = block_rows or max(b, 1)
-    Y = torch.zeros((b, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-    for lo in range(0, b, step):
-        hi = min(b, lo + step)
-        for k in range(plan.idx.shape[1]):
-            Y[lo:hi].addcmul_(plan.w[lo:hi, k, None], flat.index_select(0, plan.idx[lo:hi, k]))
     return Y.reshape((b,) + tuple(rows.shape[1:]))
 
 

@@ -41,11 +41,10 @@ from gossip.comm.base import (
     CommStats,
     Communicator,
     Payload,
-    _remember,
-    apply_rows,
     payload_bytes,
     payload_row_bytes,
 )
+from gossip.comm.mixing import apply_rows, remember
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
 from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
 from gossip.placement import Placement
@@ -146,7 +145,7 @@ class MPIComm(Communicator):
                 self._plans.popitem(last=False)
         else:
             self._plans.move_to_end(key)
-        _remember(self._by_id, id(W), (W, plan), _BY_ID_SIZE)
+        remember(self._by_id, id(W), (W, plan), _BY_ID_SIZE)
         return plan
 
     def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
@@ -164,7 +163,7 @@ class MPIComm(Communicator):
         """Rows ``i in nodes`` of ``W @ X`` (see :meth:`Communicator.mix`).
 
         Split as ``y_i = sum_{j hosted} W_ij x_j + sum_{j remote} W_ij x_j``: the hosted part
-        (:func:`~gossip.comm.base.apply_rows` on ``X`` itself, no copy of the hosted rows) is
+        (:func:`~gossip.comm.mixing.apply_rows` on ``X`` itself, no copy of the hosted rows) is
         computed while the remote rows travel; they are received into an internal buffer reused
         by the next call of the same shape and dtype (on the CPU only: on a GPU, kernels of
         the previous call may still be reading it), and added, in place, only to the rows that
@@ -223,7 +222,7 @@ class MPIComm(Communicator):
         b, lo = len(self.nodes), plan.local_offset
         remote_ids = np.concatenate([plan.ids[:lo], plan.ids[lo + b :]])
         op = rows_operator(W, dtype, device, self.nodes, remote_ids)
-        _remember(self._remote_ops, key, (W, op), _BY_ID_SIZE)
+        remember(self._remote_ops, key, (W, op), _BY_ID_SIZE)
         return op
 
     def _check_rows(self, payload: Payload) -> None:

@@ -20,10 +20,11 @@ import scipy.sparse as sp
 import torch
 
 import topologies
-from gossip.comm.base import payload_row_bytes, senders_to
+from gossip.comm.base import payload_row_bytes
 from gossip.comm.device import local_rank
 from gossip.comm.factory import install_abort_handler, make_comm
 from gossip.comm.local import LocalComm
+from gossip.comm.mixing import senders_to
 from gossip.comm.mpi import MPIComm
 
 torch.set_num_threads(1)

@@ -11,9 +11,10 @@ import torch
 
 import topologies
 from gossip.comm import device
-from gossip.comm.base import payload_bytes, payload_row_bytes, senders_to
+from gossip.comm.base import payload_bytes, payload_row_bytes
 from gossip.comm.factory import install_abort_handler, launched_by_mpi, make_comm
 from gossip.comm.local import LocalComm
+from gossip.comm.mixing import senders_to
 from gossip.errors import ConfigError
 
 

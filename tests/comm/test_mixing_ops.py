@@ -1,5 +1,5 @@
-"""Local-diagonal and ELL gossip products equal the dense ``W[nodes][:, ids] @ rows`` exactly
-(float64 to 1e-12) on every topology family, hosted slice and dtype, and ``apply_rows`` takes the
+"""Local-diagonal gossip products equal the dense ``W[nodes][:, ids] @ rows`` exactly (float64
+to 1e-12) on every topology family, hosted slice and dtype, and ``apply_rows`` takes the
 diagonal form exactly where it should."""
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import topologies
-from gossip.comm import base
-from gossip.comm.base import apply_rows, senders_to
-from gossip.comm.mixing_ops import (
-    add_rows,
-    diagonal_plan,
-    ell_plan,
-    mix_diagonals,
-    mix_ell,
-    rows_operator,
-)
+from gossip.comm import mixing
+from gossip.comm.mixing import apply_rows, senders_to
+from gossip.comm.mixing_ops import add_rows, diagonal_plan, mix_diagonals, rows_operator
 from gossip.placement import Placement
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
@@ -59,7 +52,7 @@ def _dense(W, nodes: range, ids: np.ndarray, X: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("n", [9, 16, 25])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_diagonals_and_ell_equal_dense(n: int, dtype: torch.dtype) -> None:
+def test_diagonals_equal_dense(n: int, dtype: torch.dtype) -> None:
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     gen = torch.Generator().manual_seed(n)
     for name, W in _matrices(n).items():
@@ -68,12 +61,9 @@ def test_diagonals_and_ell_equal_dense(n: int, dtype: torch.dtype) -> None:
             X = torch.randn(len(ids), 3, 2, generator=gen, dtype=torch.float64).to(dtype)
             want = _dense(W, nodes, ids, X)
             plan = diagonal_plan(W, dtype, "cpu", nodes, ids)
-            ell = ell_plan(W, dtype, "cpu", nodes, ids)
             for block in (None, 0, 1, 2, 5):
                 got = mix_diagonals(X, plan, block)
                 assert got.dtype == dtype and got.shape == want.shape
-                torch.testing.assert_close(got.double(), want, rtol=0, atol=tol, msg=name)
-                got = mix_ell(X, ell, block)
                 torch.testing.assert_close(got.double(), want, rtol=0, atol=tol, msg=name)
 
 
@@ -110,20 +100,18 @@ def test_any_slice_of_any_matrix(n: int, density: float, seed: int, data) -> Non
     want = _dense(W, range(lo, hi), ids, X)
     plan = diagonal_plan(W, torch.float64, "cpu", range(lo, hi), ids)
     torch.testing.assert_close(mix_diagonals(X, plan, 2), want, rtol=0, atol=1e-12)
-    ell = ell_plan(W, torch.float64, "cpu", range(lo, hi), ids)
-    torch.testing.assert_close(mix_ell(X, ell, 3), want, rtol=0, atol=1e-12)
 
 
 def _diagonals(W, nodes: range, ids: np.ndarray):
     """apply_rows' cached choice for a float64 CPU slice: a DiagonalPlan or None."""
     args = (W, nodes, ids, torch.float64, torch.device("cpu"))
-    return base._diagonals(base._slice_key(*args), *args)
+    return mixing._diagonals(mixing._slice_key(*args), *args)
 
 
 def test_apply_rows_takes_diagonals_for_large_rows_only() -> None:
     n = 36
     mats = _matrices(n)
-    d = 2 * base._DIAG_ROW_BYTES // 8  # above the row-size threshold in float64
+    d = 2 * mixing._DIAG_ROW_BYTES // 8  # above the row-size threshold in float64
     gen = torch.Generator().manual_seed(0)
     for name, W in mats.items():
         for nodes, ids in _slices(n):
@@ -165,8 +153,6 @@ def test_mix_rejects_wrong_row_count() -> None:
     W = topologies.mixing_matrix(topologies.build("ring", 6))
     with pytest.raises(ValueError, match="rows"):
         mix_diagonals(torch.zeros(5, 2), diagonal_plan(W))
-    with pytest.raises(ValueError, match="rows"):
-        mix_ell(torch.zeros(7, 2), ell_plan(W))
 
 
 # Run under mpiexec -n 3 (uneven blocks of 7 nodes, one of them remote on both sides): results

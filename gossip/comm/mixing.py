@@ -1,0 +1,135 @@
+"""The hosted rows of one gossip step, ``x_i <- sum_j W[i, j] x_j`` for ``i`` in a node block.
+
+:func:`apply_rows` is the product every communicator and the compressed-gossip algorithms call;
+:func:`senders_to` says which rows it needs, :func:`messages_from` how many messages a block
+sends. The torch operators and plans are built from ``W`` once and cached by the ``W`` object
+itself: every ``topologies`` schedule hands out read-only matrices, and a static one (``Static``,
+a one-graph ``Cycle``) the same object every round, so a static run builds them once. Each
+cache entry holds its ``W``, so the ``id(W)`` in its key cannot be reused by another matrix while
+the entry lives (a small FIFO of ``CACHE_SIZE`` entries).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from gossip.comm.mixing_ops import (
+    DiagonalPlan,
+    diagonal_plan,
+    mix_diagonals,
+    slice_of,
+    torch_matrix,
+)
+
+__all__ = ["CACHE_SIZE", "apply_rows", "messages_from", "remember", "senders_to"]
+
+CACHE_SIZE = 16
+
+# the diagonal form (measured in benchmarks/mixing.py, one CPU thread): rows of at least this
+# many bytes, at most this many offsets, more than this many slice entries (smaller slices are
+# one dense product), and at most this much work per nonzero
+_DIAG_ROW_BYTES = 16 << 10
+_DIAG_GROUPS = 16
+_DIAG_MIN_ENTRIES = 256
+_DIAG_MAX_WORK = 1.25
+
+_operator_cache: dict[tuple, tuple[object, torch.Tensor]] = {}
+_diagonal_cache: dict[tuple, tuple[object, DiagonalPlan | None]] = {}
+_count_cache: dict[tuple, tuple[object, int]] = {}
+
+
+def remember(cache: dict, key: tuple | int, value: tuple, size: int = CACHE_SIZE) -> None:
+    """Insert ``value = (W, computed)`` into a FIFO ``cache`` of at most ``size`` entries.
+
+    Values hold ``W`` itself, so an ``id(W)`` in ``key`` cannot be reused by another matrix
+    while the entry lives; a lookup checks ``hit[0] is W``.
+    """
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
+def senders_to(W: sp.csr_array | sp.csr_matrix, nodes: range) -> np.ndarray:
+    """Sorted ids of every node whose row the ``nodes`` need to apply ``W`` (themselves included).
+
+    These are the column indices of the nonzeros in rows ``nodes`` of ``W``, plus ``nodes``.
+    """
+    rows = sp.csr_array(W)[nodes.start : nodes.stop]
+    return np.union1d(rows.indices, np.arange(nodes.start, nodes.stop)).astype(np.int64)
+
+
+def messages_from(W, nodes: range) -> int:
+    """Number of off-diagonal nonzeros of ``W`` in the columns ``nodes`` (messages they send)."""
+    key = (id(W), nodes.start, nodes.stop)
+    hit = _count_cache.get(key)
+    if hit is not None and hit[0] is W:
+        return hit[1]
+    count = _count_messages(W, nodes)
+    remember(_count_cache, key, (W, count))
+    return count
+
+
+def _count_messages(W, nodes: range) -> int:
+    """What :func:`messages_from` caches: off-diagonal nonzeros of ``W`` in columns ``nodes``."""
+    coo = sp.coo_array(W)
+    sent = (coo.col >= nodes.start) & (coo.col < nodes.stop) & (coo.row != coo.col)
+    return int(np.count_nonzero(sent & (coo.data != 0)))
+
+
+def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
+    """``sum_j W[i, j] rows[j]`` for ``i in nodes``, where ``rows`` holds the rows of ``ids``.
+
+    One product of the ``(b, len(ids))`` slice of ``W`` with ``rows`` (extra dimensions of
+    ``rows`` are flattened and restored), in ``rows``' floating dtype and on its device. The
+    slice is converted once per ``(W, nodes, ids, dtype, device)`` and cached (a static topology
+    reuses it every round). On the CPU, when rows are large (``_DIAG_ROW_BYTES``) and the slice's
+    nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, circulant graphs: see
+    :mod:`gossip.comm.mixing_ops`), it is applied as ``y_r = sum_o w_o[r] rows[r + o]`` in row
+    blocks; otherwise as one torch product, dense when small, CSR otherwise.
+
+    ``W`` must not change while it is cached: pass the read-only matrices of a schedule.
+    """
+    flat = rows.reshape(rows.shape[0], -1)
+    dtype = flat.dtype if flat.is_floating_point() else torch.float32
+    shape = (len(nodes),) + tuple(rows.shape[1:])
+    key = _slice_key(W, nodes, ids, dtype, flat.device)
+    if flat.device.type == "cpu" and flat.shape[1] * dtype.itemsize >= _DIAG_ROW_BYTES:
+        plan = _diagonals(key, W, nodes, ids, dtype, flat.device)
+        if plan is not None:
+            return mix_diagonals(flat.to(dtype), plan).reshape(shape)
+    S = _operator(key, W, nodes, ids, dtype, flat.device)
+    return (S @ flat.to(dtype)).reshape(shape)
+
+
+def _slice_key(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> tuple:
+    """Cache key of the slice ``W[nodes][:, ids]`` in ``dtype`` on ``device``."""
+    return (id(W), nodes.start, nodes.stop, len(ids), hash(ids.tobytes()), dtype, str(device))
+
+
+def _operator(key: tuple, W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device):
+    """The cached torch matrix of ``W[nodes][:, ids]`` (``key`` names it; see apply_rows)."""
+    hit = _operator_cache.get(key)
+    if hit is not None and hit[0] is W:
+        return hit[1]
+    S = torch_matrix(slice_of(W, nodes, ids), dtype, device)
+    remember(_operator_cache, key, (W, S))
+    return S
+
+
+def _diagonals(
+    key: tuple, W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device
+) -> DiagonalPlan | None:
+    """The cached :class:`DiagonalPlan` of the slice, or ``None`` when the slice does not fit."""
+    hit = _diagonal_cache.get(key)
+    if hit is not None and hit[0] is W:
+        return hit[1]
+    plan: DiagonalPlan | None = None
+    if len(nodes) * len(ids) > _DIAG_MIN_ENTRIES:
+        nnz = slice_of(W, nodes, ids).nnz  # stored entries, explicit zeros included, as in work
+        plan = diagonal_plan(W, dtype, device, nodes, ids)
+        if plan.groups > _DIAG_GROUPS or plan.work_rows > _DIAG_MAX_WORK * max(nnz, 1):
+            plan = None
+    remember(_diagonal_cache, key, (W, plan))
+    return plan
