@@ -3,6 +3,13 @@
 Every schedule computes ``matrix(t)`` from its seed and ``t`` alone (the round's random
 generator is ``numpy.random.default_rng([seed, t])``), so MPI ranks agree on ``W(t)``
 without talking and the order of calls does not matter.
+
+``matrix(t)`` is read-only (its ``data``, ``indices`` and ``indptr`` arrays are not writeable),
+and a schedule whose rounds repeat a matrix hands out the same object each time (``Static``
+every round, ``Cycle`` every ``len(graphs)`` rounds, ``OnePeerExponential`` every ``tau``
+rounds). Consumers may therefore cache what they derive from a ``W(t)`` under the object itself
+(``gossip.comm`` caches its mixing operators and MPI share plans so, holding ``W`` in the
+entry): a static run builds them once. Copy the matrix (``W.copy()``) to change it.
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ def _check_n(n: object, name: str) -> int:
     return int(n)
 
 
+def _read_only(W: sp.csr_array) -> sp.csr_array:
+    """``W`` with its ``data``, ``indices`` and ``indptr`` made non-writeable (in place)."""
+    for a in (W.data, W.indices, W.indptr):
+        a.flags.writeable = False
+    return W
+
+
 def _pairs_matrix(n: int, pairs: np.ndarray) -> sp.csr_array:
     """Matched pairs average 1/2-1/2; unmatched nodes keep their value."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
@@ -75,10 +89,11 @@ class Schedule(ABC):
         self.seed = int(seed)
 
     def matrix(self, t: int) -> sp.csr_array:
-        """Mixing matrix of round ``t`` (``n x n`` csr_array, float64)."""
+        """Mixing matrix of round ``t`` (``n x n`` csr_array, float64, read-only; possibly the
+        same object as an earlier round's)."""
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
             raise TopologyError(f"round t must be an integer >= 0, got t={t!r}")
-        return self._matrix(int(t))
+        return _read_only(self._matrix(int(t)))
 
     @abstractmethod
     def _matrix(self, t: int) -> sp.csr_array:
@@ -98,7 +113,7 @@ class Schedule(ABC):
 
 
 class Static(Schedule):
-    """The same ``mixing_matrix(graph, rule)`` every round."""
+    """The same ``mixing_matrix(graph, rule)`` every round (one read-only object)."""
 
     name = "static"
     is_static = True
@@ -106,10 +121,10 @@ class Static(Schedule):
     def __init__(self, graph: nx.Graph, rule: str = "metropolis") -> None:
         super().__init__(graph.number_of_nodes())
         self.rule = rule
-        self._W = mixing_matrix(graph, rule)
+        self._W = _read_only(mixing_matrix(graph, rule))
 
     def _matrix(self, t: int) -> sp.csr_array:
-        return self._W.copy()
+        return self._W
 
 
 class OnePeerExponential(Schedule):
@@ -119,7 +134,8 @@ class OnePeerExponential(Schedule):
     ``k = t mod tau`` and ``tau = ceil(log2 n)``:
     ``W(t) = (I + P**(2**k)) / 2`` with ``P`` the cyclic shift. Every ``W(t)`` is doubly
     stochastic (not symmetric). When ``n`` is a power of two the product of any ``tau``
-    consecutive rounds is exactly ``11^T / n``; for other ``n`` it is only close.
+    consecutive rounds is exactly ``11^T / n``; for other ``n`` it is only close. The ``tau``
+    matrices are built once each, on first use.
     """
 
     name = "one_peer_exponential"
@@ -127,15 +143,18 @@ class OnePeerExponential(Schedule):
     def __init__(self, n: int) -> None:
         super().__init__(_check_n(n, self.name))
         self.tau = max(1, (self.n - 1).bit_length())
+        self._Ws: dict[int, sp.csr_array] = {}
 
     def _matrix(self, t: int) -> sp.csr_array:
-        n = self.n
-        hop = 1 << (t % self.tau)
-        rows = np.concatenate([np.arange(n), np.arange(n)])
-        cols = np.concatenate([np.arange(n), (np.arange(n) + hop) % n])
-        W = sp.csr_array((np.full(2 * n, 0.5), (rows, cols)), shape=(n, n))
-        W.sort_indices()
-        return W
+        k = t % self.tau
+        if k not in self._Ws:
+            n = self.n
+            rows = np.concatenate([np.arange(n), np.arange(n)])
+            cols = np.concatenate([np.arange(n), (np.arange(n) + (1 << k)) % n])
+            W = sp.csr_array((np.full(2 * n, 0.5), (rows, cols)), shape=(n, n))
+            W.sort_indices()
+            self._Ws[k] = _read_only(W)
+        return self._Ws[k]
 
 
 class RandomMatching(Schedule):
@@ -236,11 +255,11 @@ class Cycle(Schedule):
             raise TopologyError(f"schedule 'cycle' needs graphs of one size, got sizes {sizes}")
         super().__init__(sizes[0])
         self.rule = rule
-        self._Ws = [mixing_matrix(g, rule) for g in graphs]
+        self._Ws = [_read_only(mixing_matrix(g, rule)) for g in graphs]
         self.is_static = len(self._Ws) == 1
 
     def _matrix(self, t: int) -> sp.csr_array:
-        return self._Ws[t % len(self._Ws)].copy()
+        return self._Ws[t % len(self._Ws)]
 
 
 class Churn(Schedule):

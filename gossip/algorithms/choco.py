@@ -36,13 +36,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
 from gossip.algorithms.public_copies import check_within, compressor_of, receivers
-from gossip.comm.base import apply_rows, senders_to
+from gossip.comm.mixing import apply_rows, senders_to
 from gossip.options import Option, at_least, positive
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
@@ -126,7 +125,7 @@ class CompressedGossipNaive(Algorithm):
     def round(self, state: NaiveState, t: int, ctx: Context) -> tuple[NaiveState, torch.Tensor]:
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
-        W = sp.csr_array(ctx.schedule.matrix(t))
+        W = ctx.schedule.matrix(t)
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X, state.C, t)
         ids, rows = comm.share(payload, W)

@@ -46,6 +46,42 @@ def test_matrix_depends_only_on_seed_and_round(index):
     assert np.array_equal(dense(forward, 3), dense(forward, 3))
 
 
+@pytest.mark.parametrize("schedule", all_schedules(), ids=lambda s: s.name)
+def test_matrix_is_read_only(schedule):
+    """Callers may cache under the W(t) object: nobody can change it in place."""
+    for t in range(3):
+        W = schedule.matrix(t)
+        for array in (W.data, W.indices, W.indptr):
+            assert not array.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = array[0]
+        with pytest.raises(ValueError, match="read-only"):
+            W.eliminate_zeros()
+        copy = W.copy()
+        copy.data[:] = 0  # a copy is the caller's own
+        assert dense(schedule, t).sum() == pytest.approx(schedule.n)
+
+
+def test_repeating_rounds_hand_out_the_same_object():
+    n = 12
+    graphs = [T.ring(n), T.star(n), T.complete(n)]
+    static = T.make_schedule("static", n, graph=T.ring(n))
+    assert all(static.matrix(t) is static.matrix(0) for t in range(1, 5))
+    np.testing.assert_array_equal(static.matrix(3).toarray(), T.mixing_matrix(T.ring(n)).toarray())
+    cycle = T.make_schedule("cycle", n, graphs=graphs)
+    for t in range(9):
+        assert cycle.matrix(t) is cycle.matrix(t % 3)
+        np.testing.assert_array_equal(
+            cycle.matrix(t).toarray(), T.mixing_matrix(graphs[t % 3]).toarray()
+        )
+    assert len({id(cycle.matrix(t)) for t in range(3)}) == 3
+    exp = T.make_schedule("one_peer_exponential", n)
+    assert all(exp.matrix(t) is exp.matrix(t % exp.tau) for t in range(3 * exp.tau))
+    assert len({id(exp.matrix(t)) for t in range(exp.tau)}) == exp.tau
+    matching = T.make_schedule("random_matching", n)
+    assert matching.matrix(1) is not matching.matrix(1)  # drawn afresh: nothing kept
+
+
 @pytest.mark.parametrize("index", [2, 3, 4, 5, 7])
 def test_random_schedules_change_with_seed_and_round(index):
     a, b = all_schedules(seed=0)[index], all_schedules(seed=1)[index]
