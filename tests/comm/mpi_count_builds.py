@@ -4,8 +4,8 @@ Wraps the builders behind the communicator's caches with call counters, runs
 ``gossip.run.run`` on the configuration given by ``--set key=value`` (run folders under
 ``--out``), and every rank prints one JSON line::
 
-    {"rank": r, "builds": {"share_plan": ..., "remote_operator": ..., "operator": ...,
-     "diagonals": ..., "messages": ...}, "final": {...}}
+    {"rank": r, "builds": {"pattern_key": ..., "share_plan": ..., "remote_operator": ...,
+     "operator": ..., "diagonals": ..., "messages": ...}, "final": {...}}
 
 ``final`` is the run's last metric record without its clocks. A static topology should build
 each once; a time-varying schedule once per distinct ``W(t)``.
@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 #: counter name -> (module, attribute) of the function that builds what a cache keeps
 BUILDERS = {
+    "pattern_key": ("gossip.comm.mpi", "pattern_key"),
     "share_plan": ("gossip.comm.mpi", "share_plan"),
     "remote_operator": ("gossip.comm.mpi", "rows_operator"),
     "operator": ("gossip.comm.mixing", "torch_matrix"),

@@ -153,6 +153,8 @@ def test_mpi_run_builds_plans_once_per_distinct_matrix(tmp_path, sets, want):
     assert [r["rank"] for r in reports] == [0, 1]
     for r in reports:
         assert r["builds"]["share_plan"] == want, r
+        if "algorithm.name=choco" not in sets:  # choco shares along receivers(), a new matrix
+            assert r["builds"]["pattern_key"] == want, r  # each round: found by its pattern
         assert r["builds"]["operator"] + r["builds"]["diagonals"] == want, r
         assert r["builds"]["remote_operator"] in (0, want), r  # MPIComm.mix only (not choco)
     local = run(load_config(None, [*QUAD, f"out='{tmp_path}'", "rounds=6", *sets]), quiet=True)
