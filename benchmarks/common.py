@@ -4,8 +4,9 @@ Every script records where and how it ran (:func:`machine`), times a callable wi
 synchronised around the timed region (:func:`time_per_call`), prints a Markdown table and writes
 ``<name>-<device>.json`` and ``.md`` into the results folder (:func:`write_results`).
 
-Only the standard library is imported at top level: the scripts import torch inside their
-``run`` functions.
+Only the standard library (and :mod:`gossip.launch_env`, whose ``mpi_env`` is the environment
+of every ``mpiexec`` start here) is imported at top level: the scripts import torch inside
+their ``run`` functions.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gossip.launch_env import mpi_env
+
 __all__ = [
-    "MPI_ENV",
     "RESULTS",
     "REPO_ROOT",
     "cpu_model",
@@ -40,14 +42,6 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 
-# What every mpiexec launch here needs: root allowed (containers), oversubscription allowed
-# (more ranks than cores), one OpenMP thread per rank (the same conventions as tests/mpi_util.py).
-MPI_ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
-    "OMP_NUM_THREADS": "1",
-}
 
 
 def int_list(text: str, zero: bool = False) -> list[int]:
@@ -207,15 +201,6 @@ def mpiexec() -> str | None:
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)
     return shutil.which("mpiexec")
-
-
-def mpi_env() -> dict[str, str]:
-    """The current environment plus :data:`MPI_ENV` and the repository on ``PYTHONPATH``."""
-    env = dict(os.environ)
-    env.update(MPI_ENV)
-    path = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
-    return env
 
 
 def header(title: str, info: dict) -> str:

@@ -1,7 +1,7 @@
 """Checkpoints: one file per rank, written atomically, enough to resume bit for bit.
 
 ``RUN/checkpoints/state-rank{r}.pt`` holds rank ``r``'s algorithm state (the state
-``NamedTuple`` as a dict of tensors), its compressor state (when the compressor has one), its
+``NamedTuple`` as a dict; compressor states are fields of it, e.g. ``ChocoState.C``), its
 communication counters, the number of rounds done, the RNG states (Python, NumPy, torch), the
 run loop's clocks and the metrics records written so far. Each file is written to a temporary
 name in the same folder and renamed over the old one, so a crash leaves either the previous
@@ -56,7 +56,6 @@ def save_checkpoint(
     *,
     rounds_done: int,
     state: NamedTuple,
-    compressor: Any,
     stats: CommStats,
     clocks: dict[str, float],
     metrics: list[dict],
@@ -68,9 +67,7 @@ def save_checkpoint(
     payload = {
         "rounds_done": rounds_done,
         "state_type": type(state).__name__,
-        "state": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
-                  for k, v in state._asdict().items()},
-        "compressor": _compressor_state(compressor),
+        "state": {k: _to_cpu(v) for k, v in state._asdict().items()},
         "stats": stats.as_dict(),
         "clocks": dict(clocks),
         "rng": rng_state(),
@@ -108,20 +105,26 @@ def restore_state(template: NamedTuple, saved: dict[str, Any]) -> NamedTuple:
             f"cannot resume: checkpoint state has fields {sorted(saved)}, "
             f"the algorithm has {sorted(fields)}"
         )
-    out = {}
-    for k, v in fields.items():
-        s = saved[k]
-        out[k] = s.to(device=v.device, dtype=v.dtype) if isinstance(v, torch.Tensor) else s
-    return type(template)(**out)
+    return type(template)(**{k: _like(v, saved[k]) for k, v in fields.items()})
 
 
-def _compressor_state(compressor: Any) -> Any:
-    if compressor is not None and hasattr(compressor, "state_dict"):
-        return compressor.state_dict()
-    return None
+def _to_cpu(value: Any) -> Any:
+    """Tensors (also inside tuples such as a compressor's state) detached, on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, tuple):
+        items = [_to_cpu(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    return value
 
 
-def restore_compressor(compressor: Any, saved: Any) -> None:
-    """Load a compressor's saved state (compressors with ``load_state_dict`` only)."""
-    if compressor is not None and saved is not None and hasattr(compressor, "load_state_dict"):
-        compressor.load_state_dict(saved)
+def _like(template: Any, saved: Any) -> Any:
+    """``saved`` with every tensor on the device and dtype of its counterpart in ``template``
+    (recursing into tuples: a compressor state inside the algorithm state)."""
+    if isinstance(template, torch.Tensor):
+        return saved.to(device=template.device, dtype=template.dtype)
+    if isinstance(template, tuple) and isinstance(saved, tuple) and len(template) == len(saved):
+        items = [_like(t, s) for t, s in zip(template, saved)]
+        return type(saved)(*items) if hasattr(saved, "_fields") else tuple(items)
+    return saved
+

@@ -28,12 +28,7 @@ from typing import Any
 
 from gossip.errors import ConfigError
 from gossip.options import Option, at_least, non_negative, positive, resolve, unknown_name
-from gossip.topology_config import (
-    TOPOLOGY_OPTIONS,
-    build_topology,
-    check_topology_fits,
-    resolve_topology,
-)
+from gossip.topology_config import TOPOLOGY_OPTIONS, build_topology, resolve_topology
 
 __all__ = [
     "Config",
@@ -56,9 +51,9 @@ RUN_OPTIONS: list[Option] = [
     Option(
         "threads",
         int,
-        1,
-        "torch CPU threads per process (0: torch's default); 1 is fastest when "
-        "processes or other work share the cores",
+        0,
+        "torch CPU threads per process (0: OMP_NUM_THREADS if set, else 1; "
+        "gossip.launch_env.torch_threads); 1 is fastest when processes share the cores",
         check=non_negative,
     ),
     Option("device", str, "auto", "where node blocks live", choices=("auto", "cpu", "cuda")),
@@ -215,7 +210,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def validate(raw: Mapping[str, Any]) -> Config:
-    """Fill defaults, check every key against its declaration; returns a resolved Config."""
+    """Fill defaults, check every key against its declaration; returns a resolved Config.
+
+    Names (algorithm, problem, topology, rule, schedule, compressor), types and declared
+    ranges are checked here; nothing is built. What only building shows (a graph that does
+    not exist for ``nodes`` or is disconnected, a mixing rule that does not apply, compressor
+    keys that do not fit together) is reported, as a ConfigError, by the one build of the run
+    (:meth:`gossip.experiment.Experiment.build`).
+    """
     raw = copy.deepcopy(dict(raw))
     sections = {}
     for s in SECTIONS:
@@ -228,8 +230,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["topology"] = resolve_topology(sections["topology"], out)
     out["algorithm"] = _algorithm(sections["algorithm"])
     out["problem"], out["data"], out["model"] = _problem(sections)
-    out["compression"] = _compression(sections["compression"])
-    check_topology_fits(out)
+    out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
     return Config(out)
 
 
@@ -388,11 +389,3 @@ def _reg_compressor_options(name: str) -> list[Option]:
         return []
     return [o for o in registry.OPTIONS if o.name != "name"]
 
-
-def _compression(given: dict) -> dict:
-    """``[compression]`` resolved; the operator is built once so inapplicable keys fail now."""
-    out = _named("compression", given, _reg_compressor_options)
-    registry = _compression_registry()
-    if registry is not None:
-        registry.make_compressor(out["name"], {k: v for k, v in given.items() if k != "name"})
-    return out

@@ -154,22 +154,10 @@ def mpi_command(
     return [*cmd, "--out", str(out), "--name", name, "--quiet"]
 
 
-def _mpi_env() -> dict[str, str]:
-    """The environment of ``launch/local.sh``: root allowed, oversubscription, one thread."""
-    env = dict(os.environ)
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env.setdefault("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe")
-    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    root = str(Path(__file__).resolve().parent.parent)
-    path = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = root + (os.pathsep + path if path else "")
-    return env
-
-
 def _run_mpi(cmd: list[str], name: str) -> None:
-    proc = subprocess.run(cmd, env=_mpi_env(), capture_output=True, text=True)
+    from gossip.launch_env import mpi_env
+
+    proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "(no error output)"

@@ -15,7 +15,6 @@ __all__ = [
     "SCHEDULE_KEYS",
     "TOPOLOGY_OPTIONS",
     "build_topology",
-    "check_topology_fits",
     "resolve_topology",
 ]
 
@@ -80,7 +79,8 @@ def build_topology(cfg: Mapping[str, Any]):
 
     The graph is ``topologies.build(topology.name, nodes, seed=topology.seed, **options)``;
     the schedule is ``topologies.make_schedule(topology.schedule, nodes, ...)`` and mixes along
-    the graph for the static, churn and random_matching schedules.
+    the graph for the static, churn and random_matching schedules. The graph must be
+    connected (else nodes could never agree) and ``W(0)`` must exist under the rule.
     """
     import topologies
 
@@ -109,6 +109,7 @@ def build_topology(cfg: Mapping[str, Any]):
         sched,
         "schedule",
     )
+    _check_fits(topo, graph, schedule)
     return graph, schedule
 
 
@@ -123,18 +124,17 @@ def _call_topology(fn, options: dict, fallback: str):
         raise ConfigError(f"topology.{key}: {message}") from None
 
 
-def check_topology_fits(cfg: dict) -> None:
-    """ConfigError unless the graph builds for ``nodes``, is connected and its rule applies."""
+def _check_fits(topo: Mapping[str, Any], graph, schedule) -> None:
+    """ConfigError unless ``graph`` is connected and ``W(0)`` exists under the rule."""
     import topologies
 
-    graph, schedule = build_topology(cfg)
     try:
         topologies.check_connected(graph)
     except topologies.TopologyError as err:
         raise ConfigError(
-            f"topology.name={cfg['topology']['name']!r}: {err}; nodes could never agree"
+            f"topology.name={topo['name']!r}: {err}; nodes could never agree"
         ) from None
     try:
         schedule.matrix(0)
     except topologies.TopologyError as err:
-        raise ConfigError(f"topology.weights={cfg['topology']['weights']!r}: {err}") from None
+        raise ConfigError(f"topology.weights={topo['weights']!r}: {err}") from None

@@ -6,10 +6,10 @@
 #
 # - uses the mpiexec and python of the active (or ./.venv) virtual environment, so every rank
 #   finds the same interpreter and packages;
-# - allows running as root (containers) and oversubscribing the cores (Open MPI 5 / PRRTE
-#   variable; --oversubscribe for Open MPI 4);
-# - one torch / OpenMP thread per rank (OMP_NUM_THREADS=1): several threads per rank make
-#   rounds 30-40x slower when ranks share cores.
+# - sets the environment of gossip.launch_env.mpi_env: running as root allowed (containers),
+#   oversubscribing the cores allowed (Open MPI 5 and 4 variables), one torch / OpenMP thread
+#   per rank (OMP_NUM_THREADS=1, unless set: several threads per rank make rounds 30-40x
+#   slower when ranks share cores), the checkout first on PYTHONPATH.
 # Extra mpiexec flags go in MPIEXEC_FLAGS, e.g. MPIEXEC_FLAGS="--hostfile launch/hostfile".
 set -euo pipefail
 
@@ -31,10 +31,13 @@ if [ -z "$mpiexec" ]; then
     exit 2
 fi
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export PRTE_MCA_rmaps_default_mapping_policy=${PRTE_MCA_rmaps_default_mapping_policy:-:oversubscribe}
-export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The launch environment has one definition: gossip.launch_env.mpi_env (variables already set
+# keep their values).
+exports=$("$python" -m gossip.launch_env) || {
+    echo "launch/local.sh: $python cannot import gossip; pip install -e '.[mpi]'" >&2
+    exit 2
+}
+eval "$exports"
 
 # shellcheck disable=SC2086
 exec "$mpiexec" ${MPIEXEC_FLAGS:-} -n "$nprocs" "$python" -m gossip.cli "$@"

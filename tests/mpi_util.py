@@ -9,11 +9,12 @@ Use from any test::
         proc = run_mpi(2, ["-m", "gossip", "train", "--set", "nodes=4"], timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
-``run_mpi`` starts ``mpiexec -n P <this python> args...`` with the environment every MPI test
-needs (root allowed, oversubscription allowed, one OpenMP thread per rank, ``PYTHONPATH`` =
-the repository root), captures stdout and stderr, and on timeout kills the whole process group
-(mpiexec and every rank) and fails the test with what was printed so far: a hung collective
-fails in ``timeout`` seconds instead of hanging the suite.
+``run_mpi`` starts ``mpiexec -n P <this python> args...`` with the environment of every
+``mpiexec`` start (:func:`gossip.launch_env.mpi_env`: root allowed, oversubscription allowed,
+one OpenMP thread per rank, the repository first on ``PYTHONPATH``), captures stdout and
+stderr, and on timeout kills the whole process group (mpiexec and every rank) and fails the
+test with what was printed so far: a hung collective fails in ``timeout`` seconds instead of
+hanging the suite.
 
 MPI tests must run wherever MPI is installed (CI installs it): ``mpi_available()`` is true
 whenever ``mpi4py`` imports and an ``mpiexec`` is found next to ``sys.executable`` or on
@@ -33,17 +34,13 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["MPI_ENV", "REPO_ROOT", "json_lines", "mpi_available", "mpiexec", "requires_mpi"]
+from gossip.launch_env import mpi_env
+
+__all__ = ["REPO_ROOT", "json_lines", "mpi_available", "mpiexec", "requires_mpi"]
 __all__ += ["run_mpi"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-MPI_ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
-    "OMP_NUM_THREADS": "1",
-}
 
 
 def mpiexec() -> str | None:
@@ -99,10 +96,7 @@ def run_mpi(
     launcher = mpiexec()
     if launcher is None:
         pytest.fail("mpiexec not found next to sys.executable or on PATH")
-    full_env = dict(os.environ)
-    full_env.update(MPI_ENV)
-    path = full_env.get("PYTHONPATH", "")
-    full_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    full_env = mpi_env()
     full_env.update(env or {})
     cmd = [launcher, "-n", str(nprocs), sys.executable, *map(str, args)]
     proc = subprocess.Popen(

@@ -17,21 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.mpi_util import MPI_ENV, REPO_ROOT, requires_mpi
+from gossip.launch_env import mpi_env
+from tests.mpi_util import REPO_ROOT, requires_mpi
 
 BENCH = REPO_ROOT / "benchmarks"
 
 
 def _run(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    import os
-
-    env = dict(os.environ)
-    env.update(MPI_ENV)
-    env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run(
         [sys.executable, str(BENCH / script), *args],
         cwd=str(REPO_ROOT),
-        env=env,
+        env=mpi_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

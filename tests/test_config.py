@@ -71,11 +71,6 @@ def test_file_then_overrides_and_roundtrip(tmp_path):
         (["algorithm.lr=fast"], "algorithm.lr"),
         (["algorithm.lr_schedule=linear"], "algorithm.lr_schedule"),
         (["algorithm.local_steps=0"], "algorithm.local_steps"),
-        (["topology.name=hypercube", "nodes=12"], "topology.name"),
-        (["topology.name=torus", "topology.shape=[3, 3]"], "topology.shape"),
-        (["topology.name=ring", "topology.p=0.5"], "topology.p"),
-        (["topology.schedule=churn", "topology.offline=1.5"], "topology.offline"),
-        (["topology.graphs=['ring']"], "topology.graphs"),
         (["data.bogus=1"], "data.bogus"),
         (["nodes"], "key=value"),
     ],
@@ -85,13 +80,6 @@ def test_bad_input_names_the_key(overrides, needle):
         load_config(None, [*Q, *overrides])
     message = str(info.value)
     assert needle in message and "\n" not in message
-
-
-def test_disconnected_graph_refused(tmp_path):
-    edges = tmp_path / "two_parts.edgelist"
-    edges.write_text("0 1\n1 2\n3 4\n4 5\n")
-    with pytest.raises(ConfigError, match="topology.name"):
-        load_config(None, [*Q, "topology.name=file", f"topology.path='{edges}'", "nodes=6"])
 
 
 def test_missing_and_malformed_files(tmp_path):

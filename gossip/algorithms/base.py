@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import networkx as nx
@@ -46,8 +46,6 @@ class Context:
         The run's seed (client sampling, randomised compressors).
     compressor : optional
         The run's compression operator (``gossip.compression``), or None for none.
-    extras : dict
-        Free room for run-level information an algorithm reports (``describe``).
     """
 
     comm: Communicator
@@ -57,7 +55,6 @@ class Context:
     lr: Callable[[int], float]
     seed: int = 0
     compressor: Any = None
-    extras: dict = field(default_factory=dict)
 
 
 class Algorithm(ABC):

@@ -56,8 +56,7 @@ def make_comm(n: int) -> Communicator:
 
     ``LocalComm(n)`` when not launched by ``mpiexec`` or when the MPI world has one rank;
     otherwise ``MPIComm(n)`` (a :class:`~gossip.errors.ConfigError` when there are more ranks
-    than nodes). Under MPI, torch uses one thread per rank (``torch.set_num_threads(1)``)
-    unless ``OMP_NUM_THREADS`` says otherwise, so ranks sharing a host do not oversubscribe it.
+    than nodes). Torch threads are the run's business (:func:`gossip.launch_env.torch_threads`).
     """
     from gossip.comm.local import LocalComm
 
@@ -67,12 +66,8 @@ def make_comm(n: int) -> Communicator:
 
     if MPI.COMM_WORLD.Get_size() == 1:
         return LocalComm(n)
-    import torch
-
     from gossip.comm.mpi import MPIComm
 
-    if not os.environ.get("OMP_NUM_THREADS", "").strip():
-        torch.set_num_threads(1)
     return MPIComm(n)
 
 

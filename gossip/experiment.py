@@ -1,0 +1,237 @@
+"""One training run as an object: its config, its communicator and what is built from them.
+
+:meth:`Experiment.build` is the one place a run's objects are made, each exactly once, from a
+validated :class:`~gossip.config.Config` (validation only checks declarations; what only
+building shows, such as a disconnected graph or compressor keys that do not fit together, is
+reported here as a one-line ConfigError, the same on every rank):
+
+- the torch threads (:func:`gossip.launch_env.torch_threads`), the seed and the device;
+- the graph and the schedule ``W(t)`` (:func:`gossip.topology_config.build_topology`);
+- the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
+- the problem, the algorithm, its :class:`~gossip.algorithms.Context` and the state
+  ``alg.init(ctx)``.
+
+:func:`gossip.run.run` then reads::
+
+    exp = Experiment.build(config, comm)
+    progress = exp.restore(run_dir) if resume else exp.begin()
+    ... rounds: exp.state = exp.algorithm.round(exp.state, t, exp.ctx) ...
+    summary = exp.summary(progress, status)
+
+The algorithm's state, compressor states included (they live in the state ``NamedTuple``), is
+all a checkpoint needs besides the counters, clocks, records and RNG states in
+:class:`Progress`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from gossip.checkpoint import load_checkpoint, restore_rng, restore_state, save_checkpoint
+from gossip.comm.base import CommStats, Communicator
+from gossip.comm.device import local_rank, pick_device
+from gossip.comm.factory import make_comm
+from gossip.config import Config, build_topology
+from gossip.errors import ConfigError
+from gossip.launch_env import torch_threads
+from gossip.metrics import TimedComm
+from gossip.rundir import default_name, new_run_dir, versions
+
+__all__ = ["Experiment", "Progress", "on_rank0"]
+
+
+def _clocks() -> dict[str, float]:
+    return {"wall": 0.0, "comm": 0.0, "compute": 0.0}
+
+
+@dataclass
+class Progress:
+    """Where a run stands: rounds done, the metrics records so far, the clocks (seconds).
+
+    ``clocks["wall"]`` is the time inside ``alg.round`` calls, ``clocks["comm"]`` the part of
+    it spent inside communicator calls (:class:`~gossip.metrics.TimedComm`) and
+    ``clocks["compute"] = wall - comm``.
+    """
+
+    rounds_done: int = 0
+    records: list[dict] = field(default_factory=list)
+    clocks: dict[str, float] = field(default_factory=_clocks)
+
+
+def on_rank0(comm: Communicator, fn):
+    """Run ``fn`` on rank 0 only; its result, or its ConfigError, reaches every rank."""
+    result: tuple[str, Any] = ("ok", None)
+    if comm.rank == 0:
+        try:
+            result = ("ok", fn())
+        except ConfigError as err:
+            result = ("error", str(err))
+    if comm.size > 1:
+        result = comm.broadcast_object(result, root=0)
+    if result[0] == "error":
+        raise ConfigError(result[1])
+    return result[1]
+
+
+@dataclass
+class Experiment:
+    """Everything one run is made of (see the module docstring).
+
+    Attributes
+    ----------
+    config : Config
+        The resolved configuration (its ``name`` is set by :meth:`begin` / :meth:`restore`).
+    comm : Communicator
+        The run's communicator; ``timed`` wraps it and is the one the algorithm talks to.
+    timed : TimedComm
+        Measures the seconds spent in communication (paused outside ``alg.round``).
+    problem, graph, schedule, compressor, algorithm, ctx
+        Built once by :meth:`build`; ``compressor`` is ``None`` without compression.
+    state : NamedTuple
+        The algorithm's current state (the loop replaces it every round).
+    run_dir : Path or None
+        The run folder, once :meth:`begin` or :meth:`restore` has been called.
+    """
+
+    config: Config
+    comm: Communicator
+    timed: TimedComm
+    problem: Any
+    graph: Any
+    schedule: Any
+    compressor: Any
+    algorithm: Any
+    ctx: Any
+    state: NamedTuple
+    run_dir: Path | None = None
+
+    @classmethod
+    def build(cls, config: Config, comm: Communicator | None = None) -> Experiment:
+        """Build every object of the run once; ConfigError (one line, every rank) when the
+        config cannot be built (``comm`` default: ``make_comm(nodes)``, MPI under mpiexec)."""
+        from gossip.algorithms import ALGORITHMS, Context, make_algorithm
+        from gossip.compression import make_compressor
+        from gossip.problems.registry import make_problem
+        from gossip.run import lr_schedule
+        from topologies import TopologyError
+
+        n = config["nodes"]
+        if comm is None:
+            comm = make_comm(n)
+        torch.set_num_threads(torch_threads(config["threads"]))
+        if comm.n != n:
+            raise ConfigError(f"the communicator has {comm.n} nodes but nodes={n}")
+        timed = TimedComm(comm)
+        timed.paused = True
+        torch.manual_seed(config["seed"])
+        device = pick_device(config["device"], local_rank(comm) if hasattr(comm, "mpi") else 0)
+        graph, schedule = build_topology(config)
+        comp = {k: v for k, v in config["compression"].items() if v is not None}
+        comp_name = comp.pop("name")
+        compressor = make_compressor(comp_name, comp)
+        if comp_name == "none":
+            compressor = None  # algorithms read None as "no compression"
+        prob = {k: v for k, v in config["problem"].items() if v is not None}
+        problem = make_problem(prob.pop("name"), prob, n=n, seed=config["seed"],
+                               device=device, dtype=getattr(torch, config["dtype"]))
+        alg_cfg = config["algorithm"]
+        own = {o.name for o in ALGORITHMS[alg_cfg["name"]].OPTIONS}
+        alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
+        ctx = Context(timed, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
+                      seed=config["seed"], compressor=compressor)
+        try:
+            state = alg.init(ctx)
+        except TopologyError as err:
+            raise ConfigError(
+                f"algorithm.name={alg_cfg['name']!r} on topology.name="
+                f"{config['topology']['name']!r}: {err}"
+            ) from None
+        return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state)
+
+    # -- the run folder ------------------------------------------------------------------------
+
+    def begin(self) -> Progress:
+        """A new run: rank 0 names and creates the run folder (``out/name``) and writes
+        ``config.toml``; the byte counters start from zero."""
+        comm, config = self.comm, self.config
+        name = config["name"] or default_name(
+            config["algorithm"]["name"], config["topology"]["name"]
+        )
+        self.config = config.replace(name=on_rank0(comm, lambda: name))
+        self.run_dir = on_rank0(comm, lambda: new_run_dir(self.config["out"],
+                                                          self.config["name"]))
+        if comm.rank == 0:
+            (self.run_dir / "config.toml").write_text(self.config.to_toml())
+        comm.stats = CommStats()  # a communicator reused across runs counts each run afresh
+        return Progress()
+
+    def restore(self, run_dir: str | Path) -> Progress:
+        """Continue the run in ``run_dir`` from this rank's last checkpoint: state, byte
+        counters and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc.
+        may have changed)."""
+        comm = self.comm
+        self.run_dir = Path(run_dir)
+        ckpt = load_checkpoint(self.run_dir, comm.rank, comm.size)
+        self.state = restore_state(self.state, ckpt["state"])
+        comm.stats = CommStats(**ckpt["stats"])
+        restore_rng(ckpt["rng"])
+        if comm.rank == 0:
+            (self.run_dir / "config.toml").write_text(self.config.to_toml())
+        return Progress(ckpt["rounds_done"], ckpt["metrics"], ckpt["clocks"])
+
+    def checkpoint(self, progress: Progress) -> None:
+        """Write this rank's checkpoint of ``progress`` and the current state."""
+        save_checkpoint(
+            self.run_dir, self.comm.rank, rounds_done=progress.rounds_done, state=self.state,
+            stats=self.comm.stats, clocks=progress.clocks, metrics=progress.records,
+            world_size=self.comm.size,
+        )
+
+    # -- summary.json --------------------------------------------------------------------------
+
+    def summary(self, progress: Progress, status: str) -> dict[str, Any]:
+        """The content of ``summary.json`` (collective: every rank calls it)."""
+        comm, problem, alg = self.comm, self.problem, self.algorithm
+        stats = comm.total_stats()
+        summary: dict[str, Any] = {
+            "status": status,
+            "run_dir": str(self.run_dir),
+            "rounds_done": progress.rounds_done,
+            "final": progress.records[-1] if progress.records else None,
+            "wall_time": progress.clocks["wall"],
+            "comm_time": progress.clocks["comm"],
+            "compute_time": progress.clocks["compute"],
+            "bytes_sent": stats.bytes_sent,
+            "mpi_bytes_sent": stats.mpi_bytes_sent,
+            "messages": stats.messages,
+            "world_size": comm.size,
+            "placement": comm.placement.describe(),
+            "algorithm": alg.describe(self.ctx),
+            "problem": problem.describe(),
+            "topology": self._topology_summary(),
+            "versions": versions(),
+        }
+        if self.compressor is not None:
+            from gossip.compression import describe_compression
+
+            summary["compression"] = describe_compression(
+                self.compressor, problem.dim, problem.layout, problem.dtype, stats,
+                alg.ROWS_PER_MESSAGE)
+            summary["compression_ratio"] = summary["compression"]["measured_ratio"]
+        return summary
+
+    def _topology_summary(self) -> dict[str, Any]:
+        import topologies
+
+        topo = self.config["topology"]
+        out: dict[str, Any] = {k: topo[k] for k in ("name", "weights", "schedule")}
+        if self.graph.number_of_nodes() <= 512:
+            try:
+                out.update(topologies.summary(self.graph, self.schedule.matrix(0)))
+            except topologies.TopologyError as err:
+                out["spectral"] = f"not available: {err}"
+        return out
