@@ -41,7 +41,12 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
-from gossip.algorithms.public_copies import check_within, compressor_of, receivers
+from gossip.algorithms.public_copies import (
+    check_within,
+    compressor_of,
+    receivers,
+    share_copies,
+)
 from gossip.comm.base import apply_rows, senders_to
 from gossip.options import Option, at_least, positive
 
@@ -97,12 +102,7 @@ class Choco(Algorithm):
 
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X - state.X_hat[own], state.C, t)
-        ids, rows = comm.share(payload, base)
-        keep = np.isin(ids, known)
-        rows = tuple(r[torch.from_numpy(keep).to(r.device)] for r in rows)
-        Q = compressor.decode(rows, C, ids[keep], t)
-        X_hat = state.X_hat.clone()
-        X_hat[torch.from_numpy(np.searchsorted(known, ids[keep]))] += Q.to(X_hat.dtype)
+        (X_hat,) = share_copies(comm, compressor, base, known, t, [(payload, C, t, state.X_hat)])
         X = X + gamma * (apply_rows(W, nodes, known, X_hat) - X_hat[own])
         return ChocoState(X, X_hat, state.known, C), losses
 
@@ -129,8 +129,11 @@ class CompressedGossipNaive(Algorithm):
         W = sp.csr_array(ctx.schedule.matrix(t))
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X, state.C, t)
-        ids, rows = comm.share(payload, W)
-        Q = compressor.decode(rows, C, ids, t).to(X.dtype)
+        got = comm.share(payload, W, t)
+        if not got.complete:
+            raise ValueError(f"round {t}: {self.name} has no rule for lost or replaced messages")
+        ids = got.ids
+        Q = compressor.decode(got.rows, C, ids, t).to(X.dtype)
         own = np.searchsorted(ids, np.arange(nodes.start, nodes.stop))
         diag = torch.as_tensor(W.diagonal()[nodes.start : nodes.stop], dtype=X.dtype,
                                device=X.device)

@@ -15,6 +15,16 @@ Byte accounting (``CommStats``):
   process (what a real deployment would send). It does not depend on the placement, so a run
   reports the same number in process and under ``mpiexec``.
 - ``mpi_bytes_sent``: the bytes this process actually handed to MPI (0 in process).
+
+The centralized modes talk to a server through counted collectives: :meth:`~Communicator.
+upload_mean` and :meth:`~Communicator.gather_rows` (each sender's payload row up, one message),
+:meth:`~Communicator.broadcast` (the server's vector down to each receiver, one message) and
+:meth:`~Communicator.allreduce_mean` (counted as a ring all-reduce). Algorithms never write
+``stats`` themselves.
+
+Every node-to-node and node-to-server message passes through the communicator's ``channel``
+(:mod:`gossip.comm.channel`; the identity by default), which may drop it or replace its payload;
+calls take the round ``t`` for its decisions.
 """
 
 from __future__ import annotations
@@ -26,6 +36,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from gossip.comm.channel import (
+    IDENTITY,
+    NO_EDGES,
+    SERVER,
+    Channel,
+    Delivery,
+    check_replacement,
+    repair_mix,
+)
 from gossip.comm.mixing_ops import (
     DiagonalPlan,
     diagonal_plan,
@@ -38,6 +57,7 @@ from gossip.placement import Placement
 __all__ = [
     "CommStats",
     "Communicator",
+    "Delivery",
     "Payload",
     "apply_rows",
     "messages_from",
@@ -95,12 +115,16 @@ class Communicator(ABC):
         This process and the number of processes.
     stats : CommStats
         What this process sent so far.
+    channel : Channel
+        What happens to messages on the way (:mod:`gossip.comm.channel`); set it in code,
+        e.g. ``comm.channel = DropChannel(0.1, seed=3)``. Default: the identity.
     """
 
     placement: Placement
     rank: int
     size: int
     stats: CommStats
+    channel: Channel = IDENTITY
 
     @property
     def n(self) -> int:
@@ -114,41 +138,216 @@ class Communicator(ABC):
 
     # -- neighbour communication ---------------------------------------------------------
     @abstractmethod
-    def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
+    def share(self, payload: Payload, W, t: int | None = None) -> Delivery:
         """Send each hosted node's payload row to every node that mixes it under ``W``.
 
         Collective: every process calls it with the same ``W`` (an ``n x n`` scipy sparse
         matrix; only its nonzero pattern matters here). Each off-diagonal nonzero ``W[i, j]``
         with ``j`` hosted here is one node-to-node message of one payload row, counted in
-        ``stats.bytes_sent``.
+        ``stats.bytes_sent`` (also when the channel loses it). ``t`` is the round, needed by a
+        channel other than the identity.
 
         Returns
         -------
-        ids : ndarray of int64
-            ``senders_to(W, self.nodes)``: the sorted ids of every node whose row the hosted
-            nodes need, hosted nodes included.
-        rows : Payload
-            The payload rows of those nodes, in the order of ``ids``.
+        Delivery
+            ``ids``: ``senders_to(W, self.nodes)``, the sorted ids of every node whose row the
+            hosted nodes need, hosted nodes included; ``rows``: their payload rows as sent, in
+            the order of ``ids``; ``failed`` / ``replaced`` (+ ``replaced_rows``): the messages
+            to hosted nodes that the channel lost or changed (empty for the identity).
         """
 
-    def mix(self, X: torch.Tensor, W) -> torch.Tensor:
+    def mix(self, X: torch.Tensor, W, t: int | None = None) -> torch.Tensor:
         """Rows ``i in nodes`` of ``W @ X``: ``x_i <- sum_j W[i, j] x_j``.
 
         ``X`` is the hosted block ``(b, *shape)``. Remote rows travel uncompressed (their own
-        dtype); compressed gossip goes through :meth:`share` with an encoded payload.
+        dtype); compressed gossip goes through :meth:`share` with an encoded payload. A message
+        ``j -> i`` the channel lost gives its weight to the diagonal (``W_ij x_i``); a replaced
+        one enters with its replaced row (:func:`~gossip.comm.channel.repair_mix`).
         """
-        ids, (rows,) = self.share((X,), W)
-        return apply_rows(W, self.nodes, ids, rows)
+        got = self.share((X,), W, t)
+        Y = apply_rows(W, self.nodes, got.ids, got.rows[0])
+        return Y if got.complete else repair_mix(Y, W, self.nodes, X, got)
 
     @abstractmethod
-    def exchange(self, messages: dict[tuple[int, int], Payload]) -> dict[tuple[int, int], Payload]:
+    def exchange(
+        self, messages: dict[tuple[int, int], Payload], t: int | None = None
+    ) -> dict[tuple[int, int], Payload]:
         """Deliver point-to-point messages along edges.
 
         Collective: every process calls it (possibly with no messages). ``messages`` maps
         ``(src, dst)`` to a payload (any tensors, no shared row axis needed); every ``src`` must
-        be hosted here. Returns every message whose ``dst`` is hosted here, keyed the same way.
-        Each message counts its bytes in ``stats.bytes_sent`` (``src == dst`` is free).
+        be hosted here. Returns every message whose ``dst`` is hosted here and that arrived
+        (a message the channel lost is absent; a replaced one carries its new payload), keyed
+        the same way. Each message counts its bytes in ``stats.bytes_sent`` (``src == dst`` is
+        free and never passes the channel).
         """
+
+    # -- the channel ---------------------------------------------------------------------
+    def _round(self, t: int | None) -> int:
+        if t is None:
+            raise ValueError(
+                f"the channel {type(self.channel).__name__} decides per round: pass the round t"
+            )
+        return int(t)
+
+    def _deliver(self, ids: np.ndarray, rows: Payload, W, t: int | None) -> Delivery:
+        """The :class:`Delivery` of a share whose rows ``ids`` are in ``rows``: the channel's
+        decisions for every message ``j -> i`` with ``i`` hosted (``W[i, j] != 0``, ``i != j``)."""
+        if self.channel.is_identity:
+            return Delivery(ids, rows)
+        t = self._round(t)
+        lo = self.nodes.start
+        coo = sp.coo_array(sp.csr_array(W)[lo : self.nodes.stop])
+        coo.sum_duplicates()
+        dst, src = coo.row.astype(np.int64) + lo, coo.col.astype(np.int64)
+        keep = (dst != src) & (coo.data != 0)
+        dst, src = dst[keep], src[keep]
+        order = np.lexsort((src, dst))
+        dst, src = dst[order], src[order]
+        arrived = self.channel.arrives(src, dst, t)
+        changed = self.channel.replaces(src, dst, t) & arrived
+        at = torch.from_numpy(np.searchsorted(ids, src[changed]))
+        sent = tuple(r[at.to(r.device)] for r in rows)
+        new = sent
+        if changed.any():
+            new = check_replacement(sent, self.channel.replace(src[changed], dst[changed], t, sent))
+        return Delivery(
+            ids,
+            rows,
+            np.stack([dst[~arrived], src[~arrived]], 1),
+            np.stack([dst[changed], src[changed]], 1),
+            new,
+        )
+
+    def _through_channel(
+        self, received: dict[tuple[int, int], Payload], t: int | None
+    ) -> dict[tuple[int, int], Payload]:
+        """``received`` (point-to-point messages to hosted nodes) after the channel."""
+        if self.channel.is_identity:
+            return received
+        t = self._round(t)
+        keys = [k for k in received if k[0] != k[1]]
+        src = np.array([k[0] for k in keys], dtype=np.int64)
+        dst = np.array([k[1] for k in keys], dtype=np.int64)
+        arrived = self.channel.arrives(src, dst, t)
+        changed = self.channel.replaces(src, dst, t) & arrived
+        out = dict(received)
+        for k, key in enumerate(keys):
+            if not arrived[k]:
+                del out[key]
+            elif changed[k]:
+                rows = tuple(x.unsqueeze(0) for x in received[key])
+                new = self.channel.replace(src[k : k + 1], dst[k : k + 1], t, rows)
+                out[key] = tuple(x[0] for x in check_replacement(rows, new))
+        return out
+
+    def _upload(
+        self, X: torch.Tensor, senders: np.ndarray | None, t: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
+        """Rows of the hosted senders as the server receives them: ``(rows, mask, failed,
+        arrived)`` with ``mask`` the hosted rows that arrived (``None``: all rows, every node
+        sends and the channel is the identity), ``failed`` the sorted ids of every sender whose
+        upload was lost (the same on every process) and ``arrived`` how many arrived."""
+        nodes = self.nodes
+        everyone = np.arange(self.n, dtype=np.int64) if senders is None else np.asarray(senders)
+        if self.channel.is_identity:
+            if senders is None:
+                return X, None, NO_EDGES[:, 0], self.n
+            mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
+            hosted = everyone[(everyone >= nodes.start) & (everyone < nodes.stop)] - nodes.start
+            mask[torch.as_tensor(hosted, dtype=torch.long)] = True
+            return X, mask, NO_EDGES[:, 0], len(everyone)
+        t = self._round(t)
+        server = np.full(len(everyone), SERVER, dtype=np.int64)
+        arrived = self.channel.arrives(everyone, server, t)
+        changed = self.channel.replaces(everyone, server, t) & arrived
+        here = (everyone >= nodes.start) & (everyone < nodes.stop)
+        mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
+        mask[torch.as_tensor(everyone[here & arrived] - nodes.start, dtype=torch.long)] = True
+        mine = everyone[here & changed]
+        if len(mine):
+            at = torch.as_tensor(mine - nodes.start, dtype=torch.long, device=X.device)
+            (new,) = check_replacement(
+                (X[at],), self.channel.replace(mine, server[: len(mine)], t, (X[at],))
+            )
+            X = X.clone()
+            X[at] = new
+        return X, mask, everyone[~arrived], int(arrived.sum())
+
+    # -- the server of the centralized modes (counted collectives) -----------------------
+    def upload_mean(
+        self,
+        X: torch.Tensor,
+        row_bytes: int,
+        senders: np.ndarray | None = None,
+        t: int | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Every sender uploads its row to a server, which averages what arrived.
+
+        ``X`` is the hosted block ``(b, d)``; ``senders`` the sorted ids of the sending nodes
+        (the same on every process; ``None``: every node). Returns ``(mean, failed)``:
+        ``1/|A| sum_{i in A} x_i`` over the senders ``A`` whose upload arrived (zeros when none
+        did) on every process, and the sorted ids of the senders whose upload was lost. Each
+        hosted sender sends one message of ``row_bytes`` (the size of its encoded row: the
+        channel sees and replaces the decoded row ``x_i``, what the server averages).
+        """
+        self._count_senders(senders, row_bytes)
+        rows, mask, failed, arrived = self._upload(X, senders, t)
+        total = self.sum_rows(rows, mask)
+        return (total / arrived if arrived else torch.zeros_like(total)), failed
+
+    def gather_rows(
+        self, X: torch.Tensor, row_bytes: int, senders: np.ndarray, t: int | None = None
+    ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        """Every sender uploads its row to a server, which keeps the rows apart (robust
+        aggregation needs them one by one).
+
+        Returns ``(ids, rows, failed)`` on every process: the sorted ids of the senders whose
+        upload arrived, their rows ``(len(ids), d)`` as the server received them, and the ids
+        of the senders whose upload was lost. Counted like :meth:`upload_mean`.
+        """
+        senders = np.asarray(senders, dtype=np.int64)
+        self._count_senders(senders, row_bytes)
+        rows, _, failed, _ = self._upload(X, senders, t)
+        ids = np.setdiff1d(senders, failed)
+        every = self.allgather_rows(rows)
+        return ids, every[torch.as_tensor(ids, dtype=torch.long, device=every.device)], failed
+
+    def broadcast(self, x: torch.Tensor, receivers: np.ndarray | None = None) -> torch.Tensor:
+        """The server sends the vector ``x`` (the same on every process) to every node of
+        ``receivers`` (sorted ids; ``None``: every node); returns ``x``. One message of
+        ``x``'s bytes per hosted receiver. Downloads do not pass the channel."""
+        self._count_senders(receivers, x.numel() * x.element_size())
+        return x
+
+    def allreduce_mean(self, X: torch.Tensor) -> torch.Tensor:
+        """``x_bar = 1/n sum_i x_i`` on every process, counted as a ring all-reduce.
+
+        Ring all-reduce (Patarasuk & Yuan, 2009): the vector is cut into ``n`` chunks
+        (``numpy.array_split`` sizes); in reduce-scatter and in all-gather node ``i`` sends
+        every chunk but its own once, ``2 (d - d_i)`` values and ``2 (n - 1)`` messages per
+        node, ``2 (n - 1) / n * d`` values per node on average. An exact collective: the
+        channel does not apply (a lost chunk would break every node's result).
+        """
+        n, nodes = self.n, self.nodes
+        row = X.reshape(X.shape[0], -1)
+        dim = row.shape[1]
+        chunk = np.array([len(c) for c in np.array_split(np.arange(dim), n)], dtype=np.int64)
+        values = int(2 * (dim * len(nodes) - chunk[nodes.start : nodes.stop].sum()))
+        self.stats.bytes_sent += values * X.element_size()
+        self.stats.messages += 2 * (n - 1) * len(nodes)
+        return self.mean_rows(X)
+
+    def _count_senders(self, senders: np.ndarray | None, row_bytes: int) -> None:
+        """One message of ``row_bytes`` per hosted node of ``senders`` (``None``: all)."""
+        nodes = self.nodes
+        if senders is None:
+            count = len(nodes)
+        else:
+            s = np.asarray(senders)
+            count = int(np.count_nonzero((s >= nodes.start) & (s < nodes.stop)))
+        self.stats.messages += count
+        self.stats.bytes_sent += count * int(row_bytes)
 
     # -- collectives -----------------------------------------------------------------------
     @abstractmethod
