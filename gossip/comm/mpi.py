@@ -345,8 +345,8 @@ class MPIComm(Communicator):
             for src, dst, meta in incoming[R]:
                 msg = []
                 for dtype, shape, kind in meta:
-                    t = _from_bytes(buf, start, dtype, shape)
-                    msg.append(dev.to_device(t, _recv_device(kind)))
+                    piece = _from_bytes(buf, start, dtype, shape)
+                    msg.append(dev.to_device(piece, _recv_device(kind)))
                     start += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 received[(src, dst)] = tuple(msg)
         return self._through_channel(received, t)
