@@ -36,15 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossip.comm.channel import (
-    IDENTITY,
-    NO_EDGES,
-    SERVER,
-    Channel,
-    Delivery,
-    check_replacement,
-    repair_mix,
-)
+from gossip.comm.channel import IDENTITY, Channel, Delivery, repair_mix, upload_rows
 from gossip.comm.mixing_ops import (
     DiagonalPlan,
     diagonal_plan,
@@ -182,98 +174,6 @@ class Communicator(ABC):
         free and never passes the channel).
         """
 
-    # -- the channel ---------------------------------------------------------------------
-    def _round(self, t: int | None) -> int:
-        if t is None:
-            raise ValueError(
-                f"the channel {type(self.channel).__name__} decides per round: pass the round t"
-            )
-        return int(t)
-
-    def _deliver(self, ids: np.ndarray, rows: Payload, W, t: int | None) -> Delivery:
-        """The :class:`Delivery` of a share whose rows ``ids`` are in ``rows``: the channel's
-        decisions for every message ``j -> i`` with ``i`` hosted (``W[i, j] != 0``, ``i != j``)."""
-        if self.channel.is_identity:
-            return Delivery(ids, rows)
-        t = self._round(t)
-        lo = self.nodes.start
-        coo = sp.coo_array(sp.csr_array(W)[lo : self.nodes.stop])
-        coo.sum_duplicates()
-        dst, src = coo.row.astype(np.int64) + lo, coo.col.astype(np.int64)
-        keep = (dst != src) & (coo.data != 0)
-        dst, src = dst[keep], src[keep]
-        order = np.lexsort((src, dst))
-        dst, src = dst[order], src[order]
-        arrived = self.channel.arrives(src, dst, t)
-        changed = self.channel.replaces(src, dst, t) & arrived
-        at = torch.from_numpy(np.searchsorted(ids, src[changed]))
-        sent = tuple(r[at.to(r.device)] for r in rows)
-        new = sent
-        if changed.any():
-            new = check_replacement(sent, self.channel.replace(src[changed], dst[changed], t, sent))
-        return Delivery(
-            ids,
-            rows,
-            np.stack([dst[~arrived], src[~arrived]], 1),
-            np.stack([dst[changed], src[changed]], 1),
-            new,
-        )
-
-    def _through_channel(
-        self, received: dict[tuple[int, int], Payload], t: int | None
-    ) -> dict[tuple[int, int], Payload]:
-        """``received`` (point-to-point messages to hosted nodes) after the channel."""
-        if self.channel.is_identity:
-            return received
-        t = self._round(t)
-        keys = [k for k in received if k[0] != k[1]]
-        src = np.array([k[0] for k in keys], dtype=np.int64)
-        dst = np.array([k[1] for k in keys], dtype=np.int64)
-        arrived = self.channel.arrives(src, dst, t)
-        changed = self.channel.replaces(src, dst, t) & arrived
-        out = dict(received)
-        for k, key in enumerate(keys):
-            if not arrived[k]:
-                del out[key]
-            elif changed[k]:
-                rows = tuple(x.unsqueeze(0) for x in received[key])
-                new = self.channel.replace(src[k : k + 1], dst[k : k + 1], t, rows)
-                out[key] = tuple(x[0] for x in check_replacement(rows, new))
-        return out
-
-    def _upload(
-        self, X: torch.Tensor, senders: np.ndarray | None, t: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
-        """Rows of the hosted senders as the server receives them: ``(rows, mask, failed,
-        arrived)`` with ``mask`` the hosted rows that arrived (``None``: all rows, every node
-        sends and the channel is the identity), ``failed`` the sorted ids of every sender whose
-        upload was lost (the same on every process) and ``arrived`` how many arrived."""
-        nodes = self.nodes
-        everyone = np.arange(self.n, dtype=np.int64) if senders is None else np.asarray(senders)
-        if self.channel.is_identity:
-            if senders is None:
-                return X, None, NO_EDGES[:, 0], self.n
-            mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
-            hosted = everyone[(everyone >= nodes.start) & (everyone < nodes.stop)] - nodes.start
-            mask[torch.as_tensor(hosted, dtype=torch.long)] = True
-            return X, mask, NO_EDGES[:, 0], len(everyone)
-        t = self._round(t)
-        server = np.full(len(everyone), SERVER, dtype=np.int64)
-        arrived = self.channel.arrives(everyone, server, t)
-        changed = self.channel.replaces(everyone, server, t) & arrived
-        here = (everyone >= nodes.start) & (everyone < nodes.stop)
-        mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
-        mask[torch.as_tensor(everyone[here & arrived] - nodes.start, dtype=torch.long)] = True
-        mine = everyone[here & changed]
-        if len(mine):
-            at = torch.as_tensor(mine - nodes.start, dtype=torch.long, device=X.device)
-            (new,) = check_replacement(
-                (X[at],), self.channel.replace(mine, server[: len(mine)], t, (X[at],))
-            )
-            X = X.clone()
-            X[at] = new
-        return X, mask, everyone[~arrived], int(arrived.sum())
-
     # -- the server of the centralized modes (counted collectives) -----------------------
     def upload_mean(
         self,
@@ -292,7 +192,7 @@ class Communicator(ABC):
         channel sees and replaces the decoded row ``x_i``, what the server averages).
         """
         self._count_senders(senders, row_bytes)
-        rows, mask, failed, arrived = self._upload(X, senders, t)
+        rows, mask, failed, arrived = upload_rows(self.channel, self.nodes, self.n, X, senders, t)
         total = self.sum_rows(rows, mask)
         return (total / arrived if arrived else torch.zeros_like(total)), failed
 
@@ -308,7 +208,7 @@ class Communicator(ABC):
         """
         senders = np.asarray(senders, dtype=np.int64)
         self._count_senders(senders, row_bytes)
-        rows, _, failed, _ = self._upload(X, senders, t)
+        rows, _, failed, _ = upload_rows(self.channel, self.nodes, self.n, X, senders, t)
         ids = np.setdiff1d(senders, failed)
         every = self.allgather_rows(rows)
         return ids, every[torch.as_tensor(ids, dtype=torch.long, device=every.device)], failed

@@ -61,7 +61,10 @@ __all__ = [
     "Identity",
     "ReplaceChannel",
     "check_replacement",
+    "deliver",
+    "deliver_messages",
     "repair_mix",
+    "upload_rows",
     "uniform",
 ]
 
@@ -214,7 +217,7 @@ class ReplaceChannel(Channel):
         return np.isin(np.asarray(src, dtype=np.int64), self.senders)
 
     def replace(self, src: np.ndarray, dst: np.ndarray, t: int, rows: Payload) -> Payload:
-        return check_replacement(rows, tuple(self.fn(src, dst, t, rows)))
+        return tuple(self.fn(src, dst, t, rows))
 
 
 def check_replacement(rows: Payload, new: Payload) -> Payload:
@@ -226,6 +229,105 @@ def check_replacement(rows: Payload, new: Payload) -> Payload:
         got = [(tuple(b.shape), b.dtype) for b in new]
         raise ValueError(f"a replaced payload must keep its tensors {want}, got {got}")
     return new
+
+
+def _round(channel: Channel, t: int | None) -> int:
+    """``t`` as an int; a ValueError when a channel that decides per round gets none."""
+    if t is None:
+        name = type(channel).__name__
+        raise ValueError(f"the channel {name} decides per round: pass the round t")
+    return int(t)
+
+
+def deliver(
+    channel: Channel, nodes: range, ids: np.ndarray, rows: Payload, W, t: int | None
+) -> Delivery:
+    """The :class:`Delivery` of a share to the hosted ``nodes`` whose rows ``ids`` are in
+    ``rows``: the channel's decisions for every message ``j -> i`` with ``i`` hosted
+    (``W[i, j] != 0``, ``i != j``)."""
+    if channel.is_identity:
+        return Delivery(ids, rows)
+    t = _round(channel, t)
+    lo = nodes.start
+    coo = sp.coo_array(sp.csr_array(W)[lo : nodes.stop])
+    coo.sum_duplicates()
+    dst, src = coo.row.astype(np.int64) + lo, coo.col.astype(np.int64)
+    keep = (dst != src) & (coo.data != 0)
+    dst, src = dst[keep], src[keep]
+    order = np.lexsort((src, dst))
+    dst, src = dst[order], src[order]
+    arrived = channel.arrives(src, dst, t)
+    changed = channel.replaces(src, dst, t) & arrived
+    at = torch.from_numpy(np.searchsorted(ids, src[changed]))
+    sent = tuple(r[at.to(r.device)] for r in rows)
+    new = sent
+    if changed.any():
+        new = check_replacement(sent, channel.replace(src[changed], dst[changed], t, sent))
+    return Delivery(
+        ids,
+        rows,
+        np.stack([dst[~arrived], src[~arrived]], 1),
+        np.stack([dst[changed], src[changed]], 1),
+        new,
+    )
+
+
+def deliver_messages(
+    channel: Channel, received: dict[tuple[int, int], Payload], t: int | None
+) -> dict[tuple[int, int], Payload]:
+    """``received`` (point-to-point messages to hosted nodes) after the channel: lost ones
+    left out, replaced ones with their new payload (``src == dst`` untouched)."""
+    if channel.is_identity:
+        return received
+    t = _round(channel, t)
+    keys = [k for k in received if k[0] != k[1]]
+    src = np.array([k[0] for k in keys], dtype=np.int64)
+    dst = np.array([k[1] for k in keys], dtype=np.int64)
+    arrived = channel.arrives(src, dst, t)
+    changed = channel.replaces(src, dst, t) & arrived
+    out = dict(received)
+    for k, key in enumerate(keys):
+        if not arrived[k]:
+            del out[key]
+        elif changed[k]:
+            rows = tuple(x.unsqueeze(0) for x in received[key])
+            new = channel.replace(src[k : k + 1], dst[k : k + 1], t, rows)
+            out[key] = tuple(x[0] for x in check_replacement(rows, new))
+    return out
+
+
+def upload_rows(
+    channel: Channel, nodes: range, n: int, X: torch.Tensor, senders: np.ndarray | None,
+    t: int | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, int]:
+    """Rows of the hosted senders as the server receives them: ``(rows, mask, failed,
+    arrived)`` with ``mask`` the hosted rows that arrived (``None``: all rows, every node
+    sends and the channel is the identity), ``failed`` the sorted ids of every sender whose
+    upload was lost (the same on every process) and ``arrived`` how many arrived."""
+    everyone = np.arange(n, dtype=np.int64) if senders is None else np.asarray(senders)
+    if channel.is_identity:
+        if senders is None:
+            return X, None, np.zeros(0, dtype=np.int64), n
+        mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
+        hosted = everyone[(everyone >= nodes.start) & (everyone < nodes.stop)] - nodes.start
+        mask[torch.as_tensor(hosted, dtype=torch.long)] = True
+        return X, mask, np.zeros(0, dtype=np.int64), len(everyone)
+    t = _round(channel, t)
+    server = np.full(len(everyone), SERVER, dtype=np.int64)
+    arrived = channel.arrives(everyone, server, t)
+    changed = channel.replaces(everyone, server, t) & arrived
+    here = (everyone >= nodes.start) & (everyone < nodes.stop)
+    mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
+    mask[torch.as_tensor(everyone[here & arrived] - nodes.start, dtype=torch.long)] = True
+    mine = everyone[here & changed]
+    if len(mine):
+        at = torch.as_tensor(mine - nodes.start, dtype=torch.long, device=X.device)
+        (new,) = check_replacement(
+            (X[at],), channel.replace(mine, server[: len(mine)], t, (X[at],))
+        )
+        X = X.clone()
+        X[at] = new
+    return X, mask, everyone[~arrived], int(arrived.sum())
 
 
 def repair_mix(Y: torch.Tensor, W, nodes: range, X: torch.Tensor, got: Delivery) -> torch.Tensor:

@@ -20,6 +20,7 @@ from gossip.comm.base import (
     payload_bytes,
     payload_row_bytes,
 )
+from gossip.comm.channel import deliver, deliver_messages
 from gossip.placement import Placement
 
 __all__ = ["LocalComm"]
@@ -36,7 +37,8 @@ class LocalComm(Communicator):
 
     def share(self, payload: Payload, W, t: int | None = None) -> Delivery:
         self.count_share(W, payload_row_bytes(payload))
-        return self._deliver(np.arange(self.n, dtype=np.int64), tuple(payload), W, t)
+        ids = np.arange(self.n, dtype=np.int64)
+        return deliver(self.channel, self.nodes, ids, tuple(payload), W, t)
 
     def exchange(
         self, messages: dict[tuple[int, int], Payload], t: int | None = None
@@ -45,7 +47,7 @@ class LocalComm(Communicator):
             if src != dst:
                 self.stats.messages += 1
                 self.stats.bytes_sent += payload_bytes(msg)
-        return self._through_channel(dict(messages), t)
+        return deliver_messages(self.channel, dict(messages), t)
 
     def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
         return x.clone()

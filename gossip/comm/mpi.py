@@ -47,6 +47,7 @@ from gossip.comm.base import (
     payload_bytes,
     payload_row_bytes,
 )
+from gossip.comm.channel import deliver, deliver_messages
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
 from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
 from gossip.placement import Placement
@@ -159,7 +160,7 @@ class MPIComm(Communicator):
             for t in payload
         )
         self._gather(payload, plan, out)
-        return self._deliver(plan.ids, out, W, t)
+        return deliver(self.channel, self.nodes, plan.ids, out, W, t)
 
     def mix(self, X: torch.Tensor, W, t: int | None = None) -> torch.Tensor:
         """Rows ``i in nodes`` of ``W @ X`` (see :meth:`Communicator.mix`).
@@ -349,7 +350,7 @@ class MPIComm(Communicator):
                     msg.append(dev.to_device(piece, _recv_device(kind)))
                     start += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 received[(src, dst)] = tuple(msg)
-        return self._through_channel(received, t)
+        return deliver_messages(self.channel, received, t)
 
     # -- collectives -----------------------------------------------------------------------
     def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
