@@ -28,7 +28,9 @@ would need.
 ``naive_compressed_dsgd`` sends ``C(x_j)`` instead and mixes
 ``x_i <- W_ii x_i + sum_{j != i} W_ij C(x_j)``: no public copies, so compression errors enter
 the models directly, the average drifts and the nodes do not reach the true average (the
-baseline of Koloskova et al. 2019, Section 5).
+baseline of Koloskova et al. 2019, Section 5). Under a lossy channel it mixes as
+``Communicator.mix`` does (a lost ``C(x_j)`` gives its weight to ``x_i``); CHOCO refuses lost or
+replaced messages, which would make the copies of a node differ between its holders.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from gossip.algorithms.public_copies import (
     share_copies,
 )
 from gossip.comm.base import apply_rows, senders_to
+from gossip.comm.channel import repair_mix
 from gossip.options import Option, at_least, positive
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
@@ -130,12 +133,18 @@ class CompressedGossipNaive(Algorithm):
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X, state.C, t)
         got = comm.share(payload, W, t)
-        if not got.complete:
-            raise ValueError(f"round {t}: {self.name} has no rule for lost or replaced messages")
         ids = got.ids
         Q = compressor.decode(got.rows, C, ids, t).to(X.dtype)
         own = np.searchsorted(ids, np.arange(nodes.start, nodes.stop))
         diag = torch.as_tensor(W.diagonal()[nodes.start : nodes.stop], dtype=X.dtype,
                                device=X.device)
-        X = apply_rows(W, nodes, ids, Q) + diag[:, None] * (X - Q[own])
+        X_new = apply_rows(W, nodes, ids, Q) + diag[:, None] * (X - Q[own])
+        if not got.complete:  # as mix: a lost C(x_j) gives W_ij to x_i, a replaced one enters
+            replaced = ()
+            if len(got.replaced):
+                replaced = (compressor.decode(got.replaced_rows, C, got.replaced[:, 1], t)
+                            .to(X.dtype),)
+            decoded = got._replace(rows=(Q,), replaced_rows=replaced)
+            X_new = repair_mix(X_new, W, nodes, X, decoded)
+        X = X_new
         return NaiveState(X, C), losses

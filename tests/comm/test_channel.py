@@ -59,7 +59,7 @@ def test_drop_probability_zero_equals_identity_bit_for_bit() -> None:
     """Every path through the channel (mix, share of public copies, exchange, uploads)."""
     cases = [("dsgd", {"momentum": 0.9}, None), ("gradient_tracking", {}, None),
              ("choco", {"gamma": 0.5}, ("topk", {"k": 2})), ("beer", {}, ("qsgd", {})),
-             ("relaysum_model", {}, None),
+             ("relaysum_model", {}, None), ("naive_compressed_dsgd", {}, ("qsgd", {})),
              ("fedavg", {"client_fraction": 0.5, "local_steps": 2}, ("topk", {"k": 2})),
              ("allreduce", {}, None), ("allreduce", {}, ("sign", {}))]
     for name, opts, compression in cases:
@@ -119,11 +119,12 @@ def test_lost_weight_goes_to_the_diagonal_and_symmetric_drops_keep_the_average(W
 
 
 def test_everything_lost_leaves_each_node_alone() -> None:
-    """Drop probability 1: D-SGD and RelaySum/Model are local SGD (D-SGD with ``W = I``)."""
+    """Drop probability 1: D-SGD, naive compressed D-SGD and RelaySum/Model are local SGD
+    (D-SGD with ``W = I``)."""
     alone = context(quadratic(6, 4, seed=2), FixedSchedule(sp.eye_array(6, format="csr")),
                     None, lr=0.05)
     want = run("dsgd", {}, alone, 5)[1].X
-    for name in ("dsgd", "relaysum_model"):
+    for name in ("dsgd", "naive_compressed_dsgd", "relaysum_model"):
         ctx = context(quadratic(6, 4, seed=2), *static_schedule("ring", 6), lr=0.05)
         ctx.comm.channel = DropChannel(1.0)
         got = run(name, {}, ctx, 5)[1].X
@@ -258,3 +259,15 @@ def test_timed_comm_times_the_collectives_and_passes_the_channel() -> None:
     timed = TimedComm(Slow(4))
     timed.channel = DropChannel(0.5)
     assert timed.inner.channel is timed.channel
+
+
+@pytest.mark.parametrize("channel", [DropChannel(0.4, seed=3), ReplaceChannel([2, 5], negate)])
+def test_naive_compressed_dsgd_without_compression_is_dsgd_under_any_channel(channel) -> None:
+    out = []
+    for name in ("dsgd", "naive_compressed_dsgd"):
+        ctx = context(quadratic(8, 4, seed=3), *static_schedule("ring", 8), lr=0.05)
+        ctx.comm.channel = channel
+        out.append(run(name, {}, ctx, 6)[1].X)
+    assert torch.allclose(out[0], out[1], rtol=0, atol=1e-12)
+    assert not torch.allclose(out[0], run("dsgd", {}, context(
+        quadratic(8, 4, seed=3), *static_schedule("ring", 8), lr=0.05), 6)[1].X)
