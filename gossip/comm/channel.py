@@ -29,6 +29,13 @@ centralized collectives return the failed senders. The rule of ``mix`` for a los
 lost exactly when ``i -> j`` is, :class:`DropChannel` with ``symmetric=True``) a symmetric
 ``W`` stays doubly stochastic, so the node average is preserved.
 
+What the algorithms do with failures: D-SGD, D^2, gradient tracking (``mix``) and naive
+compressed D-SGD follow the diagonal rule; RelaySum counts a lost relay as ``m = 0, c = 0``;
+FedAvg and compressed all-reduce average the uploads that arrived; CHOCO and BEER keep one
+public copy of a node per process, which every holder must update alike, so they raise a
+ValueError when a message of theirs is lost or replaced. Not through the channel: the server's
+downloads (``broadcast``) and the exact ring all-reduce (``allreduce_mean``).
+
 By default a communicator has the :data:`IDENTITY` channel: every message arrives as sent and
 the communicator skips the channel altogether (one attribute check per call).
 
