@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossip.comm.base import Communicator, Payload
+from gossip.comm.base import Communicator, Delivery, Payload
 
 __all__ = ["TimedComm", "consensus_distance", "finite", "make_record"]
 
@@ -46,6 +46,14 @@ class TimedComm(Communicator):
     def stats(self, value) -> None:
         self.inner.stats = value
 
+    @property
+    def channel(self):
+        return self.inner.channel
+
+    @channel.setter
+    def channel(self, value) -> None:
+        self.inner.channel = value
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -58,14 +66,26 @@ class TimedComm(Communicator):
         finally:
             self.seconds += time.perf_counter() - start
 
-    def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
-        return self._timed(self.inner.share, payload, W)
+    def share(self, payload: Payload, W, t: int | None = None) -> Delivery:
+        return self._timed(self.inner.share, payload, W, t)
 
-    def mix(self, X: torch.Tensor, W) -> torch.Tensor:
-        return self._timed(self.inner.mix, X, W)
+    def mix(self, X: torch.Tensor, W, t: int | None = None) -> torch.Tensor:
+        return self._timed(self.inner.mix, X, W, t)
 
-    def exchange(self, messages):
-        return self._timed(self.inner.exchange, messages)
+    def exchange(self, messages, t: int | None = None):
+        return self._timed(self.inner.exchange, messages, t)
+
+    def upload_mean(self, X: torch.Tensor, row_bytes: int, senders=None, t: int | None = None):
+        return self._timed(self.inner.upload_mean, X, row_bytes, senders, t)
+
+    def gather_rows(self, X: torch.Tensor, row_bytes: int, senders, t: int | None = None):
+        return self._timed(self.inner.gather_rows, X, row_bytes, senders, t)
+
+    def broadcast(self, x: torch.Tensor, receivers=None) -> torch.Tensor:
+        return self._timed(self.inner.broadcast, x, receivers)
+
+    def allreduce_mean(self, X: torch.Tensor) -> torch.Tensor:
+        return self._timed(self.inner.allreduce_mean, X)
 
     def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
         return self._timed(self.inner.allreduce_sum, x)

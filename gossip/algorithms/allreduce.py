@@ -5,13 +5,12 @@ Every step every node applies the exact average gradient to the exact average mo
     x <- x_bar - eta g_bar,    g_bar = 1/n sum_i g_i(x)
 
 (with optional heavy-ball momentum on ``g_bar``: ``m <- beta m + g_bar``, step ``m``, or
-``g_bar + beta m`` for Nesterov). Averages go through ``comm.mean_rows``.
+``g_bar + beta m`` for Nesterov).
 
-Bytes: counted as a ring all-reduce would send them (Patarasuk & Yuan, 2009): the vector is
-cut into ``n`` chunks (``numpy.array_split`` sizes); in reduce-scatter and in all-gather node
-``i`` sends every chunk but its own once, i.e. ``2 (d - d_i)`` floats per step, ``d_i`` the
-size of chunk ``i``; summed over nodes that is ``2 (n - 1) d`` floats, the familiar
-``2 (n - 1) / n * d`` floats per node. Messages: ``2 (n - 1)`` per node per step.
+Bytes: ``g_bar`` comes from ``comm.allreduce_mean``, counted as a ring all-reduce would send
+it (Patarasuk & Yuan, 2009): ``2 (d - d_i)`` floats and ``2 (n - 1)`` messages per node and
+step, ``d_i`` the size of chunk ``i``; summed over nodes ``2 (n - 1) d`` floats, the familiar
+``2 (n - 1) / n * d`` floats per node.
 
 Compressed (the run has a ``[compression]`` operator ``C``): node ``i`` sends
 ``q_i = C(e_i + g_i)`` and keeps ``e_i <- e_i + g_i - D(q_i)`` when error feedback is on
@@ -19,7 +18,8 @@ Compressed (the run has a ``[compression]`` operator ``C``): node ``i`` sends
 ``q_i = C(g_i)``; the applied gradient is ``g_bar = 1/n sum_i D(q_i)``, the exact mean of what
 was sent. A compressed payload cannot be summed chunk by chunk along a ring (a sum of top-k
 vectors is not top-k), so the bytes follow an aggregator: every node uploads its payload
-(``payload_row_bytes``, 1 message) and downloads the dense mean (``d`` floats, 1 message),
+(``comm.upload_mean``: ``payload_row_bytes``, 1 message) and downloads the dense mean
+(``comm.broadcast``: ``d`` floats, 1 message),
 ``payload_row_bytes + 4 d`` bytes per node and step in fp32, the model ``fedavg`` counts with
 every client sampled. Against the ring's ``2 (n - 1) / n * 4 d`` this pays off only when
 ``payload_row_bytes < (1 - 2/n) 4 d``: the dense download bounds the saving by 2x.
@@ -29,14 +29,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.dsgd import momentum_option, nesterov_option
 from gossip.compression.centralized import compress_rows, init_upload
 
-__all__ = ["AllReduce", "AllReduceState", "count_compressed_upload", "count_ring_allreduce"]
+__all__ = ["AllReduce", "AllReduceState"]
 
 
 class AllReduceState(NamedTuple):
@@ -48,28 +47,6 @@ class AllReduceState(NamedTuple):
     M: torch.Tensor
     E: torch.Tensor
     C: tuple = ()
-
-
-def count_ring_allreduce(comm, dim: int, itemsize: int) -> None:
-    """Add one ring all-reduce of a ``dim``-vector by the hosted nodes to ``comm.stats``."""
-    n = comm.n
-    if n == 1:
-        return
-    chunk = np.array([len(c) for c in np.array_split(np.arange(dim), n)], dtype=np.int64)
-    nodes = comm.nodes
-    floats = int(2 * (dim * len(nodes) - chunk[nodes.start : nodes.stop].sum()))
-    comm.stats.bytes_sent += floats * itemsize
-    comm.stats.messages += 2 * (n - 1) * len(nodes)
-
-
-def count_compressed_upload(comm, senders: int, row_bytes: int, dim: int, itemsize: int) -> None:
-    """Add ``senders`` hosted nodes each uploading one payload row of ``row_bytes`` and
-    downloading the dense ``dim``-vector to ``comm.stats`` (2 messages per node; nothing
-    for ``n = 1``, as in :func:`count_ring_allreduce`)."""
-    if comm.n == 1:
-        return
-    comm.stats.bytes_sent += senders * (row_bytes + dim * itemsize)
-    comm.stats.messages += 2 * senders
 
 
 class AllReduce(Algorithm):
@@ -97,13 +74,12 @@ class AllReduce(Algorithm):
         G, losses = ctx.problem.gradients(state.X, comm.nodes, t)
         E, C = state.E, state.C
         if ctx.compressor is None:
-            g_bar = comm.mean_rows(G)
-            count_ring_allreduce(comm, G.shape[1], G.element_size())
+            g_bar = comm.allreduce_mean(G)
         else:
             Q, E, C = compress_rows(ctx.compressor, G, E, C, t)
-            g_bar = comm.sum_rows(Q) / comm.n
             row = ctx.compressor.payload_row_bytes(G.shape[1], ctx.problem.layout, G.dtype)
-            count_compressed_upload(comm, len(comm.nodes), row, G.shape[1], G.element_size())
+            g_bar, _ = comm.upload_mean(Q, row, t=t)
+            g_bar = comm.broadcast(g_bar)
         x_bar = comm.mean_rows(state.X)
         M = state.M
         if beta > 0:

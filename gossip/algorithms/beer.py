@@ -40,7 +40,12 @@ import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context
-from gossip.algorithms.public_copies import check_within, compressor_of, receivers
+from gossip.algorithms.public_copies import (
+    check_within,
+    compressor_of,
+    receivers,
+    share_copies,
+)
 from gossip.comm.mixing import apply_rows, senders_to
 from gossip.options import Option, fraction
 
@@ -111,13 +116,6 @@ class Beer(Algorithm):
         # q^H = C(X_{t+1} - H_t), q^G = C(V_{t+1} - G_t): one share carries both payloads
         payload_h, CH = compressor.encode(X - state.H[own], state.CH, 2 * t)
         payload_g, CG = compressor.encode(V - state.G[own], state.CG, 2 * t + 1)
-        ids, rows = comm.share(payload_h + payload_g, base)
-        keep = np.isin(ids, known)
-        mask = torch.from_numpy(keep)
-        rows = tuple(r[mask.to(r.device)] for r in rows)
-        at = torch.from_numpy(np.searchsorted(known, ids[keep]))
-        H, G = state.H.clone(), state.G.clone()
-        k = len(payload_h)
-        H[at] += compressor.decode(rows[:k], CH, ids[keep], 2 * t).to(H.dtype)
-        G[at] += compressor.decode(rows[k:], CG, ids[keep], 2 * t + 1).to(G.dtype)
+        H, G = share_copies(comm, compressor, base, known, t,
+                            [(payload_h, CH, 2 * t, state.H), (payload_g, CG, 2 * t + 1, state.G)])
         return BeerState(X, V, H, G, grad, losses, state.known, CH, CG), state.losses

@@ -28,7 +28,9 @@ would need.
 ``naive_compressed_dsgd`` sends ``C(x_j)`` instead and mixes
 ``x_i <- W_ii x_i + sum_{j != i} W_ij C(x_j)``: no public copies, so compression errors enter
 the models directly, the average drifts and the nodes do not reach the true average (the
-baseline of Koloskova et al. 2019, Section 5).
+baseline of Koloskova et al. 2019, Section 5). Under a lossy channel it mixes as
+``Communicator.mix`` does (a lost ``C(x_j)`` gives its weight to ``x_i``); CHOCO refuses lost or
+replaced messages, which would make the copies of a node differ between its holders.
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
-from gossip.algorithms.public_copies import check_within, compressor_of, receivers
+from gossip.algorithms.public_copies import (
+    check_within,
+    compressor_of,
+    receivers,
+    share_copies,
+)
+from gossip.comm.channel import repair_mix
 from gossip.comm.mixing import apply_rows, senders_to
 from gossip.options import Option, at_least, positive
 
@@ -96,12 +104,7 @@ class Choco(Algorithm):
 
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X - state.X_hat[own], state.C, t)
-        ids, rows = comm.share(payload, base)
-        keep = np.isin(ids, known)
-        rows = tuple(r[torch.from_numpy(keep).to(r.device)] for r in rows)
-        Q = compressor.decode(rows, C, ids[keep], t)
-        X_hat = state.X_hat.clone()
-        X_hat[torch.from_numpy(np.searchsorted(known, ids[keep]))] += Q.to(X_hat.dtype)
+        (X_hat,) = share_copies(comm, compressor, base, known, t, [(payload, C, t, state.X_hat)])
         X = X + gamma * (apply_rows(W, nodes, known, X_hat) - X_hat[own])
         return ChocoState(X, X_hat, state.known, C), losses
 
@@ -128,10 +131,19 @@ class CompressedGossipNaive(Algorithm):
         W = ctx.schedule.matrix(t)
         X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
         payload, C = compressor.encode(X, state.C, t)
-        ids, rows = comm.share(payload, W)
-        Q = compressor.decode(rows, C, ids, t).to(X.dtype)
+        got = comm.share(payload, W, t)
+        ids = got.ids
+        Q = compressor.decode(got.rows, C, ids, t).to(X.dtype)
         own = np.searchsorted(ids, np.arange(nodes.start, nodes.stop))
         diag = torch.as_tensor(W.diagonal()[nodes.start : nodes.stop], dtype=X.dtype,
                                device=X.device)
-        X = apply_rows(W, nodes, ids, Q) + diag[:, None] * (X - Q[own])
+        X_new = apply_rows(W, nodes, ids, Q) + diag[:, None] * (X - Q[own])
+        if not got.complete:  # as mix: a lost C(x_j) gives W_ij to x_i, a replaced one enters
+            replaced = ()
+            if len(got.replaced):
+                replaced = (compressor.decode(got.replaced_rows, C, got.replaced[:, 1], t)
+                            .to(X.dtype),)
+            decoded = got._replace(rows=(Q,), replaced_rows=replaced)
+            X_new = repair_mix(X_new, W, nodes, X, decoded)
+        X = X_new
         return NaiveState(X, C), losses

@@ -47,5 +47,5 @@ class D2(Algorithm):
             half = state.X - eta * G
         else:
             half = 2 * state.X - state.X_prev - eta * G + eta * state.G_prev
-        X_new = ctx.comm.mix(half, ctx.schedule.matrix(t))
+        X_new = ctx.comm.mix(half, ctx.schedule.matrix(t), t)
         return D2State(X_new, state.X, G), losses

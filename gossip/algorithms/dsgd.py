@@ -99,7 +99,7 @@ class DSGD(Algorithm):
                 return G + beta * M if nesterov else M
 
         X_half, losses = sgd_steps(state.X, ctx, t, H, eta, direction)
-        X_new = ctx.comm.mix(X_half, W)
+        X_new = ctx.comm.mix(X_half, W, t)
         if beta > 0 and quasi_global and eta > 0:
             d = (state.X - X_new) / (H * eta)
             M = beta * state.M + (1 - beta) * d

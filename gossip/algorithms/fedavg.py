@@ -5,9 +5,13 @@ Data" (FedAvg); server momentum as in Hsu et al., 2019, "Measuring the Effects o
 Non-Identical Data Distribution for Federated Visual Classification" (FedAvgM). Round ``t``:
 
 1. :func:`configure_round` samples ``S_t``: ``max(1, round(client_fraction * n))`` clients,
-   from a generator seeded by ``(seed, t)`` (identical on every process);
+   from a generator seeded by ``(seed, t)`` (identical on every process); the server sends
+   them its model (``comm.broadcast``);
 2. every ``i in S_t`` runs ``H`` local SGD steps from the server model, ``x_i = z_i^H``;
-3. :func:`aggregate_round`: ``Delta = 1/|S_t| sum_{i in S_t} (x_server - x_i)``;
+3. :func:`aggregate_round`: the clients upload ``Delta_i = x_server - x_i``
+   (``comm.upload_mean``) and ``Delta = 1/|A_t| sum_{i in A_t} Delta_i`` over the uploads
+   ``A_t`` that arrived (all of ``S_t`` unless the communicator's channel loses some; none
+   arrived: ``Delta = 0``);
 4. ``v <- beta v + Delta``,  ``x_server <- x_server - server_lr v``; every node holds
    ``x_server`` afterwards.
 
@@ -34,7 +38,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gossip.algorithms.allreduce import count_compressed_upload
 from gossip.algorithms.base import Algorithm, Context
 from gossip.algorithms.local import sgd_steps
 from gossip.compression.centralized import compress_rows, init_upload
@@ -61,10 +64,13 @@ def configure_round(n: int, client_fraction: float, seed: int, t: int) -> np.nda
     return np.sort(rng.choice(n, size=m, replace=False))
 
 
-def aggregate_round(x_server: torch.Tensor, X: torch.Tensor, mask: torch.Tensor, comm,
-                    count: int) -> torch.Tensor:
-    """``Delta = 1/count sum_{sampled i} (x_server - x_i)`` over every process's block."""
-    return comm.sum_rows(x_server - X, mask) / count
+def aggregate_round(
+    deltas: torch.Tensor, sampled: np.ndarray, comm, row_bytes: int, t: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The sampled clients upload their rows of ``deltas`` (``row_bytes`` each); returns
+    ``(Delta, failed)``: the mean of the uploads that arrived and the clients whose upload was
+    lost (:meth:`~gossip.comm.base.Communicator.upload_mean`)."""
+    return comm.upload_mean(deltas, row_bytes, sampled, t)
 
 
 class FedAvg(Algorithm):
@@ -93,6 +99,7 @@ class FedAvg(Algorithm):
     def round(self, state: FedAvgState, t: int, ctx: Context) -> tuple[FedAvgState, torch.Tensor]:
         comm, o = ctx.comm, self.options
         sampled = configure_round(comm.n, o["client_fraction"], ctx.seed, t)
+        x_server = comm.broadcast(state.X[0], sampled)
         nodes = comm.nodes
         hosted = sampled[(sampled >= nodes.start) & (sampled < nodes.stop)] - nodes.start
         mask = torch.zeros(len(nodes), dtype=torch.bool, device=state.X.device)
@@ -100,18 +107,14 @@ class FedAvg(Algorithm):
         X_local, losses = sgd_steps(
             state.X, ctx, t, o["local_steps"], float(ctx.lr(t)), mask=mask
         )
-        x_server = state.X[0]
         E, C = state.E, state.C
-        d, itemsize = x_server.numel(), x_server.element_size()
+        d = x_server.numel()
         if ctx.compressor is None:
-            delta = aggregate_round(x_server, X_local, mask, comm, len(sampled))
-            comm.stats.bytes_sent += 2 * len(hosted) * d * itemsize
-            comm.stats.messages += 2 * len(hosted)
+            deltas, row = x_server - X_local, d * x_server.element_size()
         else:
-            Q, E, C = compress_rows(ctx.compressor, x_server - X_local, E, C, t, mask=mask)
-            delta = comm.sum_rows(Q, mask) / len(sampled)
+            deltas, E, C = compress_rows(ctx.compressor, x_server - X_local, E, C, t, mask=mask)
             row = ctx.compressor.payload_row_bytes(d, ctx.problem.layout, x_server.dtype)
-            count_compressed_upload(comm, len(hosted), row, d, itemsize)
+        delta, _ = aggregate_round(deltas, sampled, comm, row, t)
         V = o["server_momentum"] * state.V + delta
         x_new = x_server - o["server_lr"] * V
         return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C), losses

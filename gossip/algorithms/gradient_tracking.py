@@ -65,7 +65,7 @@ class GradientTracking(Algorithm):
             G, losses = ctx.problem.gradients(X, nodes, 0)
             return GTState(X, G.clone(), G, losses)
         G, _ = ctx.problem.gradients(X, nodes, 0)
-        return KGTState(X, ctx.comm.mix(G, ctx.schedule.matrix(0)) - G)
+        return KGTState(X, ctx.comm.mix(G, ctx.schedule.matrix(0), 0) - G)
 
     def round(self, state, t: int, ctx: Context):
         eta = float(ctx.lr(t))
@@ -73,7 +73,7 @@ class GradientTracking(Algorithm):
         nodes = ctx.comm.nodes
         if isinstance(state, GTState):
             d = state.X.shape[1]
-            mixed = ctx.comm.mix(torch.cat([state.X - eta * state.Y, state.Y], 1), W)
+            mixed = ctx.comm.mix(torch.cat([state.X - eta * state.Y, state.Y], 1), W, t)
             X_new, WY = mixed[:, :d], mixed[:, d:]
             G_new, losses_new = ctx.problem.gradients(X_new, nodes, t + 1)
             Y_new = WY + G_new - state.G
@@ -83,5 +83,5 @@ class GradientTracking(Algorithm):
         Z, losses = sgd_steps(state.X, ctx, t, K, eta, lambda G: G + C)
         Y = (state.X - Z) / (K * eta) if eta > 0 else torch.zeros_like(Z)
         d = Z.shape[1]
-        mixed = ctx.comm.mix(torch.cat([Z, Y], 1), W)
+        mixed = ctx.comm.mix(torch.cat([Z, Y], 1), W, t)
         return KGTState(mixed[:, :d], C - Y + mixed[:, d:]), losses

@@ -41,6 +41,10 @@ one int32 count per such tree. So a tree edge costs ``w_k`` floats plus 4 bytes 
 (``w_k`` its tree's coordinate count), and an edge of both double binary trees is one message
 of ``d`` floats and two counts. (The reference code interleaves the halves, ``x[k::2]``; the
 contiguous halves here are the same method up to a permutation of coordinates.)
+
+A message the communicator's channel loses counts as ``m = 0, c = 0``: the receiver heard
+nothing from behind that edge this round, so its ``N_i`` drops and RelaySum/Model fills the
+missing mass as for values that have not arrived yet.
 """
 
 from __future__ import annotations
@@ -148,13 +152,15 @@ def relay_trees(
     Rc: list[torch.Tensor],
     plans: tuple[RelayPlan, ...],
     comm,
+    t: int | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One RelaySum round on several trees at once, in a single ``comm.exchange``.
 
     Tree ``k`` relays the values ``V[k]`` (its coordinates of the hosted nodes, ``(b, w_k)``)
     with buffers ``R[k]``, ``Rc[k]`` (messages and counts received in the previous round, in
     ``plans[k].in_edges`` order). The message on edge ``(i, j)`` carries the parts of every
-    tree containing that edge: ``(cat_k m^k_{i->j}, [c^k_{i->j}]_k as int32)``.
+    tree containing that edge: ``(cat_k m^k_{i->j}, [c^k_{i->j}]_k as int32)``; ``t`` is the
+    round (for the communicator's channel; a lost message counts as ``m = 0, c = 0``).
 
     Returns
     -------
@@ -177,7 +183,7 @@ def relay_trees(
         e: (torch.cat([m for m, _ in p]), torch.stack([c for _, c in p]).to(torch.int32))
         for e, p in parts.items()
     }
-    received = comm.exchange(messages)
+    received = comm.exchange(messages, t)
     widths = [v.shape[1] for v in V]
     pieces: dict[tuple[int, tuple[int, int]], tuple[torch.Tensor, int]] = {}
     for e, (m, c) in received.items():
@@ -188,10 +194,10 @@ def relay_trees(
             pieces[(k, e)] = (ms[slot], int(c[slot]))
     out = []
     for k, plan in enumerate(plans):
-        R_new = (torch.stack([pieces[(k, e)][0] for e in plan.in_edges])
-                 if plan.in_edges else R[k])
-        Rc_new = torch.tensor([pieces[(k, e)][1] for e in plan.in_edges], dtype=torch.int64,
-                              device=Rc[k].device)
+        lost = (V[k].new_zeros(widths[k]), 0)
+        got = [pieces.get((k, e), lost) for e in plan.in_edges]
+        R_new = torch.stack([m for m, _ in got]) if plan.in_edges else R[k]
+        Rc_new = torch.tensor([c for _, c in got], dtype=torch.int64, device=Rc[k].device)
         S = torch.zeros_like(V[k])
         N = torch.zeros(len(nodes), dtype=torch.int64, device=Rc[k].device)
         for r, (_, i) in enumerate(plan.in_edges):
@@ -202,7 +208,8 @@ def relay_trees(
 
 
 def relay(
-    V: torch.Tensor, R: torch.Tensor, Rc: torch.Tensor, plan: RelayPlan, comm
+    V: torch.Tensor, R: torch.Tensor, Rc: torch.Tensor, plan: RelayPlan, comm,
+    t: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One RelaySum round on one tree: send ``m_{i->j}``, ``c_{i->j}`` on every tree edge.
 
@@ -222,7 +229,7 @@ def relay(
     N : tensor (b,)
         ``sum_j c_{j->i}^t``: how many other nodes' values ``S`` holds.
     """
-    (result,) = relay_trees([V], [R], [Rc], (plan,), comm)
+    (result,) = relay_trees([V], [R], [Rc], (plan,), comm, t)
     return result
 
 
@@ -260,13 +267,13 @@ class _RelaySum(Algorithm):
         return _state(X, buffers, X.clone())
 
     def _relay(
-        self, V: torch.Tensor, state: RelayState | DoubleRelayState, ctx: Context
+        self, V: torch.Tensor, state: RelayState | DoubleRelayState, ctx: Context, t: int
     ) -> tuple[list, torch.Tensor, list[torch.Tensor], list[slice]]:
         """Relay ``V`` on every tree; returns new buffers, ``S`` (b, d), ``N`` per tree, slices."""
         plans = self.plans(ctx)
         slices = coordinate_slices(V.shape[1], len(plans))
         old = list(state[1:-1])
-        outs = relay_trees([V[:, s] for s in slices], old[0::2], old[1::2], plans, ctx.comm)
+        outs = relay_trees([V[:, s] for s in slices], old[0::2], old[1::2], plans, ctx.comm, t)
         buffers = [b for R, Rc, _, _ in outs for b in (R, Rc)]
         S = torch.cat([S for _, _, S, _ in outs], dim=1) if len(outs) > 1 else outs[0][2]
         return buffers, S, [N for _, _, _, N in outs], slices
@@ -316,7 +323,7 @@ class RelaySumModel(_RelaySum):
     ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
         H, n = self.options["local_steps"], ctx.comm.n
         X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)))
-        buffers, S, N, slices = self._relay(X_half, state, ctx)
+        buffers, S, N, slices = self._relay(X_half, state, ctx, t)
         fill = X_half if self.options["missing"] == "own" else state.X0
         X_new = X_half + S
         for Nk, s in zip(N, slices, strict=True):  # missing mass: (n - 1 - N_i) fill_i per tree
@@ -341,5 +348,5 @@ class RelaySumGrad(_RelaySum):
         else:
             X_local, losses = sgd_steps(state.X, ctx, t, H, eta)
             U = state.X - X_local
-        buffers, S, _, _ = self._relay(U, state, ctx)
+        buffers, S, _, _ = self._relay(U, state, ctx, t)
         return _state(state.X - (U + S) / n, buffers, state.X0), losses

@@ -12,7 +12,15 @@ import sys
 import numpy as np
 import torch
 
-from gossip.comm.base import CommStats, Communicator, Payload, payload_bytes, payload_row_bytes
+from gossip.comm.base import (
+    CommStats,
+    Communicator,
+    Delivery,
+    Payload,
+    payload_bytes,
+    payload_row_bytes,
+)
+from gossip.comm.channel import deliver, deliver_messages
 from gossip.placement import Placement
 
 __all__ = ["LocalComm"]
@@ -27,16 +35,19 @@ class LocalComm(Communicator):
         self.size = 1
         self.stats = CommStats()
 
-    def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
+    def share(self, payload: Payload, W, t: int | None = None) -> Delivery:
         self.count_share(W, payload_row_bytes(payload))
-        return np.arange(self.n, dtype=np.int64), tuple(payload)
+        ids = np.arange(self.n, dtype=np.int64)
+        return deliver(self.channel, self.nodes, ids, tuple(payload), W, t)
 
-    def exchange(self, messages: dict[tuple[int, int], Payload]) -> dict[tuple[int, int], Payload]:
+    def exchange(
+        self, messages: dict[tuple[int, int], Payload], t: int | None = None
+    ) -> dict[tuple[int, int], Payload]:
         for (src, dst), msg in messages.items():
             if src != dst:
                 self.stats.messages += 1
                 self.stats.bytes_sent += payload_bytes(msg)
-        return dict(messages)
+        return deliver_messages(self.channel, dict(messages), t)
 
     def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
         return x.clone()

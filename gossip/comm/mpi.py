@@ -40,10 +40,12 @@ from gossip.comm import device as dev
 from gossip.comm.base import (
     CommStats,
     Communicator,
+    Delivery,
     Payload,
     payload_bytes,
     payload_row_bytes,
 )
+from gossip.comm.channel import deliver, deliver_messages
 from gossip.comm.mixing import apply_rows, remember
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
 from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
@@ -148,7 +150,7 @@ class MPIComm(Communicator):
         remember(self._by_id, id(W), (W, plan), _BY_ID_SIZE)
         return plan
 
-    def share(self, payload: Payload, W) -> tuple[np.ndarray, Payload]:
+    def share(self, payload: Payload, W, t: int | None = None) -> Delivery:
         payload = tuple(payload)
         plan = self.plan(W)
         self._check_rows(payload)
@@ -157,9 +159,9 @@ class MPIComm(Communicator):
             for t in payload
         )
         self._gather(payload, plan, out)
-        return plan.ids, out
+        return deliver(self.channel, self.nodes, plan.ids, out, W, t)
 
-    def mix(self, X: torch.Tensor, W) -> torch.Tensor:
+    def mix(self, X: torch.Tensor, W, t: int | None = None) -> torch.Tensor:
         """Rows ``i in nodes`` of ``W @ X`` (see :meth:`Communicator.mix`).
 
         Split as ``y_i = sum_{j hosted} W_ij x_j + sum_{j remote} W_ij x_j``: the hosted part
@@ -167,13 +169,16 @@ class MPIComm(Communicator):
         computed while the remote rows travel; they are received into an internal buffer reused
         by the next call of the same shape and dtype (on the CPU only: on a GPU, kernels of
         the previous call may still be reading it), and added, in place, only to the rows that
-        have remote neighbours. The result is always a new tensor.
+        have remote neighbours. The result is always a new tensor. With a channel other than the
+        identity, the generic :meth:`Communicator.mix` (share, then repair what it changed).
         """
+        if not self.channel.is_identity:
+            return Communicator.mix(self, X, W, t)
         plan = self.plan(W)
         self._check_rows((X,))
         if not X.is_floating_point() or (X.device.type != "cpu" and not self.cuda_aware):
-            ids, (rows,) = self.share((X,), W)
-            return apply_rows(W, self.nodes, ids, rows)
+            got = self.share((X,), W)
+            return apply_rows(W, self.nodes, got.ids, got.rows[0])
         X = X.contiguous()
         b, lo = len(self.nodes), plan.local_offset
         shape = (len(plan.ids) - b,) + tuple(X.shape[1:])
@@ -288,7 +293,9 @@ class MPIComm(Communicator):
                     rows[offset : offset + count] = dev.to_device(piece, t.device)
                     start += count * rb
 
-    def exchange(self, messages: dict[tuple[int, int], Payload]) -> dict[tuple[int, int], Payload]:
+    def exchange(
+        self, messages: dict[tuple[int, int], Payload], t: int | None = None
+    ) -> dict[tuple[int, int], Payload]:
         nodes = self.nodes
         received: dict[tuple[int, int], Payload] = {}
         headers: list[list] = [[] for _ in range(self.size)]
@@ -338,11 +345,11 @@ class MPIComm(Communicator):
             for src, dst, meta in incoming[R]:
                 msg = []
                 for dtype, shape, kind in meta:
-                    t = _from_bytes(buf, start, dtype, shape)
-                    msg.append(dev.to_device(t, _recv_device(kind)))
+                    piece = _from_bytes(buf, start, dtype, shape)
+                    msg.append(dev.to_device(piece, _recv_device(kind)))
                     start += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 received[(src, dst)] = tuple(msg)
-        return received
+        return deliver_messages(self.channel, received, t)
 
     # -- collectives -----------------------------------------------------------------------
     def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:

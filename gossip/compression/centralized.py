@@ -2,7 +2,8 @@
 
 Every node ``i`` that sends compresses its vector ``x_i`` (a gradient or a model delta) with
 error feedback (EF-SGD, Karimireddy et al. 2019, "Error Feedback Fixes SignSGD and other
-Gradient Compression Schemes", Algorithm 2; the error buffers of PowerSGD, Vogels et al. 2019)::
+Gradient Compression Schemes", Algorithm 2; the error buffers of PowerSGD, Vogels et al. 2019;
+the step is :func:`~gossip.compression.error_feedback.ef_step`, the one of the wrapper)::
 
     e_i <- e_i + x_i
     q_i  = C(e_i)                 (the payload that goes on the wire)
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 import torch
 
 from gossip.compression.base import Compressor
+from gossip.compression.error_feedback import ef_step
 
 __all__ = ["compress_rows", "init_upload", "is_biased", "unwrap", "wants_error_feedback"]
 
@@ -90,10 +92,11 @@ def compress_rows(
     """
     plain = unwrap(compressor)
     ef = E.shape[1] > 0
-    target = E + X if ef else X
-    payload, C_new = plain.encode(target, C, step)
-    Q = plain.decode(payload, C_new, C_new.nodes, step).to(X.dtype)
-    E_new = target - Q if ef else E
+    if ef:
+        _, Q, E_new, C_new = ef_step(plain, X, E, C, step)
+    else:
+        payload, C_new = plain.encode(X, C, step)
+        Q, E_new = plain.decode(payload, C_new, C_new.nodes, step).to(X.dtype), E
     if mask is not None:
         keep = mask.to(X.device).unsqueeze(1)
         Q = torch.where(keep, Q, torch.zeros_like(Q))

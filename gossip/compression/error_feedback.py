@@ -8,7 +8,9 @@ Each encoded row keeps an error memory ``e`` (zero at the start); per call::
     e <- e - D(q)         # remember what the compression dropped
 
 so after any number of calls ``sum(inputs) - sum(decoded outputs) = e`` exactly (up to float
-rounding). ``decode`` is the inner compressor's: receivers need no memory.
+rounding). ``decode`` is the inner compressor's: receivers need no memory. The step itself is
+:func:`ef_step`, which the centralized uploads (:mod:`gossip.compression.centralized`, with
+their per-client memory kept in the algorithm's state) use as well.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from gossip.compression.base import Compressor
 
-__all__ = ["EFState", "error_feedback"]
+__all__ = ["EFState", "ef_step", "error_feedback"]
 
 
 class EFState(NamedTuple):
@@ -41,6 +43,21 @@ class EFState(NamedTuple):
         return self.inner.dtype
 
 
+def ef_step(
+    compressor: Compressor, X: torch.Tensor, error: torch.Tensor, state: NamedTuple, step: int
+) -> tuple[tuple, torch.Tensor, torch.Tensor, NamedTuple]:
+    """One error-feedback step of the plain ``compressor`` on the rows ``X``.
+
+    ``e <- error + X``, ``q = C(e)``, ``e <- e - D(q)``; returns ``(q, D(q), e, state)``: the
+    payload, its decoding (in ``X``'s dtype: what the receivers get), the new error memory and
+    the compressor's new state.
+    """
+    target = error + X
+    payload, state = compressor.encode(target, state, step)
+    decoded = compressor.decode(payload, state, state.nodes, step).to(X.dtype)
+    return payload, decoded, target - decoded, state
+
+
 def error_feedback(compressor: Compressor) -> Compressor:
     """``compressor`` with error feedback; its name gains the prefix ``ef_``.
 
@@ -59,9 +76,7 @@ def error_feedback(compressor: Compressor) -> Compressor:
         return EFState(inner, torch.zeros((inner.nodes.numel(), dim), dtype=dtype, device=device))
 
     def encode(X: torch.Tensor, state: EFState, step: int):
-        e = state.error + X
-        payload, inner = compressor.encode(e, state.inner, step)
-        e = e - compressor.decode(payload, inner, inner.nodes, step)
+        payload, _, e, inner = ef_step(compressor, X, state.error, state.inner, step)
         return payload, EFState(inner, e)
 
     def decode(payload, state, ids, step: int) -> torch.Tensor:

@@ -28,10 +28,10 @@ class CountingComm(LocalComm):
         super().__init__(n)
         self.calls = []
 
-    def exchange(self, messages):
-        self.calls.append({e: sum(t.numel() * t.element_size() for t in p)
+    def exchange(self, messages, t=None):
+        self.calls.append({e: sum(x.numel() * x.element_size() for x in p)
                            for e, p in messages.items()})
-        return super().exchange(messages)
+        return super().exchange(messages, t)
 
 
 def directed(tree):

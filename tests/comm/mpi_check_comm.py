@@ -118,9 +118,9 @@ def check_nodes(n: int, check: Checker) -> dict:
         check(torch.allclose(got32, local.mix(X32, W)[rows], atol=1e-5), f"n={n} {name}: mix32")
 
         P = full_payload(n, seed=len(name))
-        ids, got_rows = comm.share(tuple(t[rows] for t in P), W)
+        ids, got_rows = comm.share(tuple(t[rows] for t in P), W)[:2]
         check(np.array_equal(ids, senders_to(W, block)), f"n={n} {name}: share ids")
-        lids, lrows = local.share(P, W)
+        lids, lrows = local.share(P, W)[:2]
         check(
             same(got_rows, tuple(t[ids] for t in lrows)) and np.array_equal(lids, np.arange(n)),
             f"n={n} {name}: share rows",
@@ -159,6 +159,28 @@ def check_nodes(n: int, check: Checker) -> dict:
     return {"n": n, **totals.as_dict(), "local_bytes_sent": local.stats.bytes_sent}
 
 
+def check_server(n: int, check: Checker) -> None:
+    """The server's counted collectives: same values and byte counts as in process."""
+    comm, local = MPIComm(n), LocalComm(n)
+    rows = slice(comm.nodes.start, comm.nodes.stop)
+    X = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    senders = np.array([0, n // 2, n - 1])
+    for who in (None, senders):
+        got, failed = comm.upload_mean(X[rows], 10, who)
+        want, _ = local.upload_mean(X, 10, who)
+        check(torch.allclose(got, want, rtol=0, atol=1e-12) and len(failed) == 0, "upload_mean")
+        comm.broadcast(got[0], who)
+        local.broadcast(want[0], who)
+    ids, got, _ = comm.gather_rows(X[rows], 7, senders)
+    check(np.array_equal(ids, senders) and torch.equal(got, X[senders]), "gather_rows")
+    local.gather_rows(X, 7, senders)
+    got, want = comm.allreduce_mean(X[rows]), local.allreduce_mean(X)
+    check(torch.allclose(got, want, rtol=0, atol=1e-12), "allreduce_mean")
+    totals = comm.total_stats()
+    check(totals.bytes_sent == local.stats.bytes_sent > 0
+          and totals.messages == local.stats.messages, f"n={n}: server bytes {totals}")
+
+
 def check_ring_one_per_rank(check: Checker) -> dict:
     """One node per rank on a ring: every node-to-node message is one MPI message."""
     comm = MPIComm(_world_size())
@@ -189,6 +211,8 @@ def main() -> None:
     check(made.mpi is not comm.mpi and made.rank == comm.rank, "make_comm duplicates the world")
     check(local_rank(comm) == comm.rank, "local rank on one host")  # the tests use one host
     results = [check_nodes(n, check) for n in args.nodes]
+    for n in args.nodes:
+        check_server(n, check)
     if comm.size > 2:  # topologies' ring needs at least 3 nodes
         results.append(check_ring_one_per_rank(check))
     failures = sum(comm.mpi.allgather(check.failures), [])

@@ -179,7 +179,7 @@ for seed, d in [(0, 5), (1, 5), (2, 5), (3, 6000), (4, 6000)]:
     X = torch.randn(n, d, dtype=torch.float64, generator=gen)
     Y = torch.randint(0, 9, (n, 2), dtype=torch.int16, generator=gen)
     got = comm.mix(X[rows], W)
-    ids, (gx, gy) = comm.share((X[rows], Y[rows]), W)
+    ids, (gx, gy) = comm.share((X[rows], Y[rows]), W)[:2]
     want = local.mix(X, W)[rows]
     check(torch.allclose(got, want, rtol=0, atol=1e-12), f"mix {seed}")
     check(torch.equal(gx, X[ids]) and torch.equal(gy, Y[ids]), f"share {seed}")
