@@ -125,8 +125,9 @@ class Communicator(ABC):
         Delivery
             ``ids``: ``senders_to(W, self.nodes)`` (:mod:`gossip.comm.mixing`), the sorted ids
             of every node whose row the hosted nodes need, hosted nodes included; ``rows``:
-            their payload rows as sent, in the order of ``ids``; ``failed`` / ``replaced`` (+ ``replaced_rows``): the messages
-            to hosted nodes that the channel lost or changed (empty for the identity).
+            their payload rows as sent, in the order of ``ids``; ``failed`` / ``replaced``
+            (+ ``replaced_rows``): the messages to hosted nodes that the channel lost or
+            changed (empty for the identity).
         """
 
     def mix(self, X: torch.Tensor, W, t: int | None = None) -> torch.Tensor:

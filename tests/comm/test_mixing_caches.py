@@ -108,11 +108,11 @@ class _CrashingComm(LocalComm):
         super().__init__(n)
         self.calls, self.crash_round = 0, crash_round
 
-    def share(self, payload, W):
+    def share(self, payload, W, t=None):
         if self.calls == self.crash_round:
             raise RuntimeError("node lost")
         self.calls += 1
-        return super().share(payload, W)
+        return super().share(payload, W, t)
 
 
 @pytest.mark.parametrize(
