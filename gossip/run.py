@@ -124,7 +124,7 @@ def _build(config: Config, comm: TimedComm, device: torch.device):
     alg_cfg = config["algorithm"]
     from gossip.algorithms import ALGORITHMS
 
-    own = {o.name for o in ALGORITHMS[alg_cfg["name"]].OPTIONS}
+    own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
     alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
     ctx = Context(comm, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
                   seed=config["seed"], compressor=compressor)

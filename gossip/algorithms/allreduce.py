@@ -27,12 +27,13 @@ every client sampled. Against the ring's ``2 (n - 1) / n * 4 d`` this pays off o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.dsgd import momentum_option, nesterov_option
 from gossip.compression.centralized import compress_rows, init_upload
 
@@ -72,11 +73,16 @@ def count_compressed_upload(comm, senders: int, row_bytes: int, dim: int, itemsi
     comm.stats.messages += 2 * senders
 
 
+@register_algorithm
 class AllReduce(Algorithm):
     """Mini-batch SGD with an exact all-reduce of the gradients every step."""
 
     name = "allreduce"
-    OPTIONS = [momentum_option(), nesterov_option()]
+
+    @dataclass(frozen=True)
+    class Config:
+        momentum: float = momentum_option()
+        nesterov: bool = nesterov_option()
 
     def init(self, ctx: Context) -> AllReduceState:
         X0 = ctx.problem.init_params(ctx.comm.nodes)
@@ -91,7 +97,7 @@ class AllReduce(Algorithm):
     def round(
         self, state: AllReduceState, t: int, ctx: Context
     ) -> tuple[AllReduceState, torch.Tensor]:
-        beta = self.options["momentum"]
+        beta = self.cfg.momentum
         eta = float(ctx.lr(t))
         comm = ctx.comm
         G, losses = ctx.problem.gradients(state.X, comm.nodes, t)
@@ -108,7 +114,7 @@ class AllReduce(Algorithm):
         M = state.M
         if beta > 0:
             M = beta * M + g_bar
-            d = g_bar + beta * M if self.options["nesterov"] else M
+            d = g_bar + beta * M if self.cfg.nesterov else M
         else:
             d = g_bar
         x = x_bar - eta * d

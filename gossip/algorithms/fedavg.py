@@ -29,16 +29,18 @@ nothing in a real deployment) are the loss of the server model at the round's fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from gossip.algorithms.allreduce import count_compressed_upload
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
 from gossip.compression.centralized import compress_rows, init_upload
-from gossip.options import Option, at_least, fraction, positive
+from gossip.options import at_least, fraction, positive
+from gossip.registry import option
 
 __all__ = ["FedAvg", "FedAvgState", "aggregate_round", "configure_round"]
 
@@ -67,19 +69,21 @@ def aggregate_round(x_server: torch.Tensor, X: torch.Tensor, mask: torch.Tensor,
     return comm.sum_rows(x_server - X, mask) / count
 
 
+@register_algorithm
 class FedAvg(Algorithm):
     """FedAvg / FedAvgM on the hosted block."""
 
     name = "fedavg"
-    OPTIONS = [
-        Option("client_fraction", float, 0.1, "fraction of clients sampled per round",
-               check=fraction),
-        Option("local_steps", int, 1, "local SGD steps H per round", check=at_least(1)),
-        Option("server_lr", float, 1.0, "server step size on the averaged update",
-               check=positive),
-        Option("server_momentum", float, 0.0, "server momentum beta in [0, 1)",
-               check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        client_fraction: float = option(0.1, "fraction of clients sampled per round",
+                                         check=fraction)
+        local_steps: int = option(1, "local SGD steps H per round", check=at_least(1))
+        server_lr: float = option(1.0, "server step size on the averaged update",
+                                  check=positive)
+        server_momentum: float = option(0.0, "server momentum beta in [0, 1)",
+                                        check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
 
     def init(self, ctx: Context) -> FedAvgState:
         X0 = ctx.problem.init_params(ctx.comm.nodes)
@@ -91,14 +95,14 @@ class FedAvg(Algorithm):
         return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C)
 
     def round(self, state: FedAvgState, t: int, ctx: Context) -> tuple[FedAvgState, torch.Tensor]:
-        comm, o = ctx.comm, self.options
-        sampled = configure_round(comm.n, o["client_fraction"], ctx.seed, t)
+        comm, o = ctx.comm, self.cfg
+        sampled = configure_round(comm.n, o.client_fraction, ctx.seed, t)
         nodes = comm.nodes
         hosted = sampled[(sampled >= nodes.start) & (sampled < nodes.stop)] - nodes.start
         mask = torch.zeros(len(nodes), dtype=torch.bool, device=state.X.device)
         mask[torch.as_tensor(hosted, dtype=torch.long)] = True
         X_local, losses = sgd_steps(
-            state.X, ctx, t, o["local_steps"], float(ctx.lr(t)), mask=mask
+            state.X, ctx, t, o.local_steps, float(ctx.lr(t)), mask=mask
         )
         x_server = state.X[0]
         E, C = state.E, state.C
@@ -112,6 +116,6 @@ class FedAvg(Algorithm):
             delta = comm.sum_rows(Q, mask) / len(sampled)
             row = ctx.compressor.payload_row_bytes(d, ctx.problem.layout, x_server.dtype)
             count_compressed_upload(comm, len(hosted), row, d, itemsize)
-        V = o["server_momentum"] * state.V + delta
-        x_new = x_server - o["server_lr"] * V
+        V = o.server_momentum * state.V + delta
+        x_new = x_server - o.server_lr * V
         return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C), losses
