@@ -27,7 +27,7 @@ Examples
 >>> WIDGETS.config("spin", {"speed": 0})
 Traceback (most recent call last):
 ...
-gossip.errors.ConfigError: widget.speed must be > 0, got 0
+gossip.errors.ConfigError: widget.speed must be > 0, got 0.0
 >>> WIDGETS["spun"]
 Traceback (most recent call last):
 ...

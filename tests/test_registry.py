@@ -95,7 +95,10 @@ def toy_scale(cfg):
     def decode(payload, state, ids, step):
         return payload[0] / cfg.factor
 
-    return Compressor("toy_scale", init, encode, decode, lambda dim, layout=None, dtype=None: 4 * dim,
+    def payload_row_bytes(dim, layout=None, dtype=None):
+        return 4 * dim
+
+    return Compressor("toy_scale", init, encode, decode, payload_row_bytes,
                       {"factor": cfg.factor}, biased=False)
 
 
@@ -140,3 +143,11 @@ def test_a_new_entry_is_picked_up_by_the_contract_tests(toy_module, tmp_path):
     run(config, quiet=True)
     summary = json.loads((Path(tmp_path) / "toy" / "summary.json").read_text())
     assert summary["algorithm"]["name"] == "toy_dsgd"
+
+
+def test_doctests():
+    import doctest
+
+    import gossip.registry
+
+    assert doctest.testmod(gossip.registry).failed == 0
