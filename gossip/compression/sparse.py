@@ -60,6 +60,7 @@ class RandomK(TopK):
 
     unbiased: bool = option(False, "scale kept values by d/k so E C(x) = x")
 
+
 _SALT_RANDOMK = 1
 
 
