@@ -2,9 +2,9 @@
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
 ``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]`` and ``[model]``.
-Keys of a section are declared as :class:`gossip.options.Option` by the registry that owns
-them (an algorithm's ``OPTIONS``, a problem's ``OPTIONS``, a compressor's ``OPTIONS``), so the
-same declarations validate a file and produce ``gossip train --help``.
+Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
+an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
+validate a file and produce ``gossip train --help``.
 
 Examples
 --------
@@ -66,7 +66,7 @@ RUN_OPTIONS: list[Option] = [
     Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>)"),
 ]
 
-#: ``[algorithm]`` keys of the run loop itself (the rest are the algorithm's ``OPTIONS``).
+#: ``[algorithm]`` keys of the run loop itself (the rest are the algorithm's ``Config``).
 LR_OPTIONS: list[Option] = [
     Option("name", str, "dsgd", "algorithm (gossip.algorithms)"),
     Option("lr", float, 0.2, "step size eta", check=positive),
@@ -329,63 +329,39 @@ def describe_keys() -> str:
 
 
 def _reg_algorithm_names() -> list[str]:
-    from gossip.algorithms import algorithm_names
+    from gossip.algorithms import ALGORITHMS
 
-    return algorithm_names()
+    return ALGORITHMS.names()
 
 
 def _reg_algorithm_options(name: str) -> list[Option]:
-    from gossip.algorithms import ALGORITHMS, algorithm_names
+    from gossip.algorithms import ALGORITHMS
 
-    if name not in algorithm_names():
-        raise unknown_name("algorithm", name, algorithm_names())
-    return list(ALGORITHMS[name].OPTIONS)
-
-
-def _problem_registry():
-    try:
-        from gossip.problems import registry
-    except ModuleNotFoundError as err:
-        if err.name != "gossip.problems.registry":
-            raise
-        return None
-    return registry
+    return ALGORITHMS.options(name)
 
 
 def _reg_problem_names() -> list[str]:
-    registry = _problem_registry()
-    return [] if registry is None else list(registry.problem_names())
+    from gossip.problems.registry import PROBLEMS
+
+    return PROBLEMS.names()
 
 
 def _reg_problem_options(name: str) -> list[Option]:
-    registry = _problem_registry()
-    names = _reg_problem_names()
-    if name not in names:
-        raise unknown_name("problem", name, names)
-    return list(registry.PROBLEMS[name].options)
+    from gossip.problems.registry import PROBLEMS
 
-
-def _compression_registry():
-    try:
-        import gossip.compression as registry
-    except ModuleNotFoundError as err:
-        if err.name != "gossip.compression":
-            raise
-        return None
-    return registry if hasattr(registry, "make_compressor") else None
+    return PROBLEMS.options(name)
 
 
 def _reg_compressor_names() -> list[str]:
-    registry = _compression_registry()
-    return ["none"] if registry is None else sorted({"none", *registry.compressor_names()})
+    from gossip.compression import COMPRESSORS
+
+    return COMPRESSORS.names()
 
 
 def _reg_compressor_options(name: str) -> list[Option]:
-    names = _reg_compressor_names()
-    if name not in names:
-        raise unknown_name("compression", name, names)
-    registry = _compression_registry()
-    if registry is None:
-        return []
-    return [o for o in registry.OPTIONS if o.name != "name"]
+    from gossip.compression import COMPRESSORS, section_options
+
+    if name not in COMPRESSORS:
+        raise unknown_name("compression", name, COMPRESSORS.names())
+    return [o for o in section_options() if o.name != "name"]
 

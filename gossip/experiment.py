@@ -139,7 +139,7 @@ class Experiment:
         problem = make_problem(prob.pop("name"), prob, n=n, seed=config["seed"],
                                device=device, dtype=getattr(torch, config["dtype"]))
         alg_cfg = config["algorithm"]
-        own = {o.name for o in ALGORITHMS[alg_cfg["name"]].OPTIONS}
+        own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
         ctx = Context(timed, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
                       seed=config["seed"], compressor=compressor)

@@ -1,29 +1,31 @@
 """Algorithms, each written once on node blocks in the matrix form of its paper.
 
-The registry maps the ``[algorithm] name`` of a config to its class::
+The registry :data:`ALGORITHMS` maps the ``[algorithm] name`` of a config to its class::
 
     alg = make_algorithm("dsgd", {"local_steps": 2, "momentum": 0.9})
+    alg.cfg.local_steps   # 2
 
 ``options`` is the ``[algorithm]`` section without ``name`` and ``lr`` (the run loop turns
-``lr`` into ``ctx.lr``). Algorithms written in modules of their own (``choco``) register
-with :func:`register_algorithm`, or are picked up from ``gossip.algorithms.<module>`` for
-the modules in ``_OPTIONAL`` when that module exists.
+``lr`` into ``ctx.lr``). An algorithm is one module: a class with ``name``, a frozen
+dataclass ``Config`` of its options, and the decorator :func:`register_algorithm`; the
+built-in modules are imported below so that they register.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Any
 
-from gossip.algorithms.allreduce import AllReduce
-from gossip.algorithms.base import Algorithm, Context
-from gossip.algorithms.d2 import D2
-from gossip.algorithms.dsgd import DSGD
-from gossip.algorithms.fedavg import FedAvg
-from gossip.algorithms.gradient_tracking import GradientTracking
-from gossip.algorithms.relaysum import RelaySumGrad, RelaySumModel
-from gossip.options import resolve, unknown_name
+from gossip.algorithms import (  # noqa: F401  (each module registers its algorithms)
+    allreduce,
+    beer,
+    choco,
+    d2,
+    dsgd,
+    fedavg,
+    gradient_tracking,
+    relaysum,
+)
+from gossip.algorithms.base import ALGORITHMS, Algorithm, Context, register_algorithm
 
 __all__ = [
     "ALGORITHMS",
@@ -34,45 +36,10 @@ __all__ = [
     "register_algorithm",
 ]
 
-ALGORITHMS: dict[str, type[Algorithm]] = {}
-
-# Modules written by others that define algorithms; imported on first registry lookup.
-_OPTIONAL = ("gossip.algorithms.choco", "gossip.algorithms.beer")
-_loaded = False
-
-
-def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
-    """Add ``cls`` to :data:`ALGORITHMS` under ``cls.name`` (usable as a class decorator)."""
-    ALGORITHMS[cls.name] = cls
-    return cls
-
-
-def _load_optional() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module_name in _OPTIONAL:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:
-                continue
-            raise
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(obj, Algorithm)
-                and not inspect.isabstract(obj)
-                and obj.__module__ == module_name
-                and getattr(obj, "name", None)
-            ):
-                ALGORITHMS.setdefault(obj.name, obj)
-
 
 def algorithm_names() -> list[str]:
     """Names accepted by :func:`make_algorithm`, sorted."""
-    _load_optional()
-    return sorted(ALGORITHMS)
+    return ALGORITHMS.names()
 
 
 def make_algorithm(name: str, options: dict[str, Any]) -> Algorithm:
@@ -84,12 +51,4 @@ def make_algorithm(name: str, options: dict[str, Any]) -> Algorithm:
         Unknown name (listing the valid ones), unknown key or bad value
         (``algorithm.<key> ...``).
     """
-    _load_optional()
-    if name not in ALGORITHMS:
-        raise unknown_name("algorithm", name, list(ALGORITHMS))
-    cls = ALGORITHMS[name]
-    return cls(**resolve("algorithm", dict(options), cls.OPTIONS))
-
-
-for _cls in (DSGD, GradientTracking, D2, RelaySumModel, RelaySumGrad, AllReduce, FedAvg):
-    register_algorithm(_cls)
+    return ALGORITHMS[name](ALGORITHMS.config(name, options))

@@ -27,11 +27,12 @@ every client sampled. Against the ring's ``2 (n - 1) / n * 4 d`` this pays off o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.dsgd import momentum_option, nesterov_option
 from gossip.compression.centralized import compress_rows, init_upload
 
@@ -49,11 +50,16 @@ class AllReduceState(NamedTuple):
     C: tuple = ()
 
 
+@register_algorithm
 class AllReduce(Algorithm):
     """Mini-batch SGD with an exact all-reduce of the gradients every step."""
 
     name = "allreduce"
-    OPTIONS = [momentum_option(), nesterov_option()]
+
+    @dataclass(frozen=True)
+    class Config:
+        momentum: float = momentum_option()
+        nesterov: bool = nesterov_option()
 
     def init(self, ctx: Context) -> AllReduceState:
         X0 = ctx.problem.init_params(ctx.comm.nodes)
@@ -68,7 +74,7 @@ class AllReduce(Algorithm):
     def round(
         self, state: AllReduceState, t: int, ctx: Context
     ) -> tuple[AllReduceState, torch.Tensor]:
-        beta = self.options["momentum"]
+        beta = self.cfg.momentum
         eta = float(ctx.lr(t))
         comm = ctx.comm
         G, losses = ctx.problem.gradients(state.X, comm.nodes, t)
@@ -84,7 +90,7 @@ class AllReduce(Algorithm):
         M = state.M
         if beta > 0:
             M = beta * M + g_bar
-            d = g_bar + beta * M if self.options["nesterov"] else M
+            d = g_bar + beta * M if self.cfg.nesterov else M
         else:
             d = g_bar
         x = x_bar - eta * d

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import networkx as nx
 import torch
 
 from gossip.comm.base import Communicator
-from gossip.options import Option
 from gossip.problems.base import Problem
+from gossip.registry import NoOptions, Registry
 
-__all__ = ["Algorithm", "Context"]
+__all__ = ["ALGORITHMS", "Algorithm", "Context", "register_algorithm"]
+
+#: Every algorithm by its ``[algorithm] name``; built-in modules register when
+#: :mod:`gossip.algorithms` is imported.
+ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "algorithm")
 
 
 @dataclass
@@ -60,18 +64,19 @@ class Context:
 class Algorithm(ABC):
     """One decentralized or centralized training algorithm.
 
-    Subclasses set ``name`` and ``OPTIONS`` (the keys of the ``[algorithm]`` config section
-    besides ``name``) and receive the resolved options as keyword arguments.
+    Subclasses set ``name`` and ``Config``, a frozen dataclass whose fields
+    (:func:`gossip.registry.option`) are the keys of the ``[algorithm]`` section besides
+    ``name`` and ``lr``; the checked values arrive as ``self.cfg`` (``self.cfg.gamma``).
     """
 
     name: ClassVar[str]
-    OPTIONS: ClassVar[list[Option]]
+    Config: ClassVar[type] = NoOptions
     #: Encoded rows one message carries (BEER sends copies of X and of V together): the dense
     #: bytes a compressed run is compared with in ``summary.json``.
     ROWS_PER_MESSAGE: ClassVar[int] = 1
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(self, cfg: Any = None) -> None:
+        self.cfg = self.Config() if cfg is None else cfg
 
     @abstractmethod
     def init(self, ctx: Context) -> NamedTuple:
@@ -88,4 +93,9 @@ class Algorithm(ABC):
 
     def describe(self, ctx: Context) -> dict:
         """What goes into ``summary.json`` (e.g. the spanning tree RelaySum used)."""
-        return {"name": self.name, **self.options}
+        return {"name": self.name, **asdict(self.cfg)}
+
+
+def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator: ``cls`` joins :data:`ALGORITHMS` under ``cls.name`` with ``cls.Config``."""
+    return ALGORITHMS.register(cls.name, cls.Config)(cls)

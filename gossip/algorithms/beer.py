@@ -34,12 +34,13 @@ after a first round that is one local step ``X_1 = X_0 - eta V_0`` (the copies s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.public_copies import (
     check_within,
     compressor_of,
@@ -47,7 +48,8 @@ from gossip.algorithms.public_copies import (
     share_copies,
 )
 from gossip.comm.mixing import apply_rows, senders_to
-from gossip.options import Option, fraction
+from gossip.options import fraction
+from gossip.registry import option
 
 __all__ = ["Beer", "BeerState"]
 
@@ -69,17 +71,18 @@ class BeerState(NamedTuple):
     CG: NamedTuple
 
 
+@register_algorithm
 class Beer(Algorithm):
     """BEER: gradient tracking with compressed public copies ``H`` (of ``X``) and ``G``
     (of ``V``), consensus step ``gamma``."""
 
     name = "beer"
     ROWS_PER_MESSAGE = 2  # q^H and q^G travel in one message
-    OPTIONS = [
-        Option("gamma", float, 0.5,
-               "consensus step size gamma in (0, 1] (lower it for strong compression)",
-               check=fraction),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        gamma: float = option(0.5, "consensus step size gamma in (0, 1] (lower it for strong "
+                              "compression)", check=fraction)
 
     def init(self, ctx: Context) -> BeerState:
         nodes = ctx.comm.nodes
@@ -99,7 +102,7 @@ class Beer(Algorithm):
     def round(self, state: BeerState, t: int, ctx: Context) -> tuple[BeerState, torch.Tensor]:
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
-        gamma, eta = self.options["gamma"], float(ctx.lr(t))
+        gamma, eta = self.cfg.gamma, float(ctx.lr(t))
         W = ctx.schedule.matrix(t)
         base = receivers(ctx, "beer")
         check_within(W, base, "beer", t)

@@ -35,12 +35,13 @@ replaced messages, which would make the copies of a node differ between its hold
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
 from gossip.algorithms.public_copies import (
     check_within,
@@ -50,7 +51,8 @@ from gossip.algorithms.public_copies import (
 )
 from gossip.comm.channel import repair_mix
 from gossip.comm.mixing import apply_rows, senders_to
-from gossip.options import Option, at_least, positive
+from gossip.options import at_least, positive
+from gossip.registry import option
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
 
@@ -72,15 +74,17 @@ class NaiveState(NamedTuple):
     C: NamedTuple
 
 
+@register_algorithm
 class Choco(Algorithm):
     """CHOCO-SGD with public copies ``X_hat`` and consensus step ``gamma``."""
 
     name = "choco"
-    OPTIONS = [
-        Option("gamma", float, 1.0, "consensus step size gamma (lower it for strong compression)",
-               check=positive),
-        Option("local_steps", int, 1, "local SGD steps H between gossip steps", check=at_least(1)),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        gamma: float = option(1.0, "consensus step size gamma (lower it for strong compression)",
+                              check=positive)
+        local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
     def init(self, ctx: Context) -> ChocoState:
         nodes = ctx.comm.nodes
@@ -95,27 +99,29 @@ class Choco(Algorithm):
     def round(self, state: ChocoState, t: int, ctx: Context) -> tuple[ChocoState, torch.Tensor]:
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
-        gamma = self.options["gamma"]
+        gamma = self.cfg.gamma
         W = ctx.schedule.matrix(t)
         base = receivers(ctx, "choco")
         check_within(W, base, "choco", t)
         known = state.known.numpy()
         own = np.searchsorted(known, np.arange(nodes.start, nodes.stop))
 
-        X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
+        X, losses = sgd_steps(state.X, ctx, t, self.cfg.local_steps, float(ctx.lr(t)))
         payload, C = compressor.encode(X - state.X_hat[own], state.C, t)
         (X_hat,) = share_copies(comm, compressor, base, known, t, [(payload, C, t, state.X_hat)])
         X = X + gamma * (apply_rows(W, nodes, known, X_hat) - X_hat[own])
         return ChocoState(X, X_hat, state.known, C), losses
 
 
+@register_algorithm
 class CompressedGossipNaive(Algorithm):
     """Naive compressed D-SGD (baseline): ``x_i <- W_ii x_i + sum_{j != i} W_ij C(x_j)``."""
 
     name = "naive_compressed_dsgd"
-    OPTIONS = [
-        Option("local_steps", int, 1, "local SGD steps H between gossip steps", check=at_least(1)),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
     def init(self, ctx: Context) -> NaiveState:
         nodes = ctx.comm.nodes
@@ -129,7 +135,7 @@ class CompressedGossipNaive(Algorithm):
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
         W = ctx.schedule.matrix(t)
-        X, losses = sgd_steps(state.X, ctx, t, self.options["local_steps"], float(ctx.lr(t)))
+        X, losses = sgd_steps(state.X, ctx, t, self.cfg.local_steps, float(ctx.lr(t)))
         payload, C = compressor.encode(X, state.C, t)
         got = comm.share(payload, W, t)
         ids = got.ids

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 
 __all__ = ["D2", "D2State"]
 
@@ -30,11 +30,11 @@ class D2State(NamedTuple):
     G_prev: torch.Tensor  # G^{t-1}
 
 
+@register_algorithm
 class D2(Algorithm):
     """D^2 (exact diffusion) with one gradient step per gossip step."""
 
     name = "d2"
-    OPTIONS = []
 
     def init(self, ctx: Context) -> D2State:
         X = ctx.problem.init_params(ctx.comm.nodes)

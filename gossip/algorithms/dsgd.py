@@ -26,13 +26,15 @@ Momentum ``beta`` (``momentum_kind``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
-from gossip.options import Option, at_least
+from gossip.options import at_least
+from gossip.registry import option
 
 __all__ = ["DSGD", "DSGDState", "momentum_option", "nesterov_option"]
 
@@ -41,12 +43,14 @@ def _beta(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
-def momentum_option() -> Option:
-    return Option("momentum", float, 0.0, "momentum beta in [0, 1)", check=_beta)
+def momentum_option() -> float:
+    """The ``momentum`` field (D-SGD, all-reduce): heavy-ball ``beta`` in [0, 1)."""
+    return option(0.0, "momentum beta in [0, 1)", check=_beta)
 
 
-def nesterov_option() -> Option:
-    return Option("nesterov", bool, False, "Nesterov form of the momentum step")
+def nesterov_option() -> bool:
+    """The ``nesterov`` field (D-SGD, all-reduce)."""
+    return option(False, "Nesterov form of the momentum step")
 
 
 class DSGDState(NamedTuple):
@@ -54,32 +58,29 @@ class DSGDState(NamedTuple):
     M: torch.Tensor  # momentum buffer (local m_i or quasi-global m_hat_i); zeros when unused
 
 
+@register_algorithm
 class DSGD(Algorithm):
     """D-SGD: ``H`` local (momentum) SGD steps, then ``X <- W(t) X``."""
 
     name = "dsgd"
-    OPTIONS = [
-        Option("local_steps", int, 1, "local SGD steps H between gossip steps", check=at_least(1)),
-        momentum_option(),
-        Option(
-            "momentum_kind",
-            str,
-            "local",
-            "heavy ball per node, or quasi-global (Lin et al. 2021)",
-            choices=("local", "quasi_global"),
-        ),
-        nesterov_option(),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
+        momentum: float = momentum_option()
+        momentum_kind: str = option("local", "heavy ball per node, or quasi-global "
+                                    "(Lin et al. 2021)", choices=("local", "quasi_global"))
+        nesterov: bool = nesterov_option()
 
     def init(self, ctx: Context) -> DSGDState:
         X = ctx.problem.init_params(ctx.comm.nodes)
         return DSGDState(X, torch.zeros_like(X))
 
     def round(self, state: DSGDState, t: int, ctx: Context) -> tuple[DSGDState, torch.Tensor]:
-        H = self.options["local_steps"]
-        beta = self.options["momentum"]
-        nesterov = self.options["nesterov"]
-        quasi_global = self.options["momentum_kind"] == "quasi_global"
+        H = self.cfg.local_steps
+        beta = self.cfg.momentum
+        nesterov = self.cfg.nesterov
+        quasi_global = self.cfg.momentum_kind == "quasi_global"
         eta = float(ctx.lr(t))
         W = ctx.schedule.matrix(t)
         M = state.M

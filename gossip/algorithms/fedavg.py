@@ -33,15 +33,17 @@ nothing in a real deployment) are the loss of the server model at the round's fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
 from gossip.compression.centralized import compress_rows, init_upload
-from gossip.options import Option, at_least, fraction, positive
+from gossip.options import at_least, fraction, positive
+from gossip.registry import option
 
 __all__ = ["FedAvg", "FedAvgState", "aggregate_round", "configure_round"]
 
@@ -73,19 +75,21 @@ def aggregate_round(
     return comm.upload_mean(deltas, row_bytes, sampled, t)
 
 
+@register_algorithm
 class FedAvg(Algorithm):
     """FedAvg / FedAvgM on the hosted block."""
 
     name = "fedavg"
-    OPTIONS = [
-        Option("client_fraction", float, 0.1, "fraction of clients sampled per round",
-               check=fraction),
-        Option("local_steps", int, 1, "local SGD steps H per round", check=at_least(1)),
-        Option("server_lr", float, 1.0, "server step size on the averaged update",
-               check=positive),
-        Option("server_momentum", float, 0.0, "server momentum beta in [0, 1)",
-               check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        client_fraction: float = option(0.1, "fraction of clients sampled per round",
+                                         check=fraction)
+        local_steps: int = option(1, "local SGD steps H per round", check=at_least(1))
+        server_lr: float = option(1.0, "server step size on the averaged update",
+                                  check=positive)
+        server_momentum: float = option(0.0, "server momentum beta in [0, 1)",
+                                        check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
 
     def init(self, ctx: Context) -> FedAvgState:
         X0 = ctx.problem.init_params(ctx.comm.nodes)
@@ -97,15 +101,15 @@ class FedAvg(Algorithm):
         return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C)
 
     def round(self, state: FedAvgState, t: int, ctx: Context) -> tuple[FedAvgState, torch.Tensor]:
-        comm, o = ctx.comm, self.options
-        sampled = configure_round(comm.n, o["client_fraction"], ctx.seed, t)
+        comm, o = ctx.comm, self.cfg
+        sampled = configure_round(comm.n, o.client_fraction, ctx.seed, t)
         x_server = comm.broadcast(state.X[0], sampled)
         nodes = comm.nodes
         hosted = sampled[(sampled >= nodes.start) & (sampled < nodes.stop)] - nodes.start
         mask = torch.zeros(len(nodes), dtype=torch.bool, device=state.X.device)
         mask[torch.as_tensor(hosted, dtype=torch.long)] = True
         X_local, losses = sgd_steps(
-            state.X, ctx, t, o["local_steps"], float(ctx.lr(t)), mask=mask
+            state.X, ctx, t, o.local_steps, float(ctx.lr(t)), mask=mask
         )
         E, C = state.E, state.C
         d = x_server.numel()
@@ -115,6 +119,6 @@ class FedAvg(Algorithm):
             deltas, E, C = compress_rows(ctx.compressor, x_server - X_local, E, C, t, mask=mask)
             row = ctx.compressor.payload_row_bytes(d, ctx.problem.layout, x_server.dtype)
         delta, _ = aggregate_round(deltas, sampled, comm, row, t)
-        V = o["server_momentum"] * state.V + delta
-        x_new = x_server - o["server_lr"] * V
+        V = o.server_momentum * state.V + delta
+        x_new = x_server - o.server_lr * V
         return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C), losses

@@ -27,13 +27,15 @@ message (``2 d`` floats per edge and round).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
-from gossip.options import Option, at_least
+from gossip.options import at_least
+from gossip.registry import option
 
 __all__ = ["GTState", "GradientTracking", "KGTState"]
 
@@ -50,18 +52,20 @@ class KGTState(NamedTuple):
     C: torch.Tensor  # correction c_i, sum_i c_i = 0
 
 
+@register_algorithm
 class GradientTracking(Algorithm):
     """GT (``local_steps = 1``) or K-GT (``local_steps = K > 1``)."""
 
     name = "gradient_tracking"
-    OPTIONS = [
-        Option("local_steps", int, 1, "local steps K (K > 1: K-GT)", check=at_least(1)),
-    ]
+
+    @dataclass(frozen=True)
+    class Config:
+        local_steps: int = option(1, "local steps K (K > 1: K-GT)", check=at_least(1))
 
     def init(self, ctx: Context) -> GTState | KGTState:
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
-        if self.options["local_steps"] == 1:
+        if self.cfg.local_steps == 1:
             G, losses = ctx.problem.gradients(X, nodes, 0)
             return GTState(X, G.clone(), G, losses)
         G, _ = ctx.problem.gradients(X, nodes, 0)
@@ -78,7 +82,7 @@ class GradientTracking(Algorithm):
             G_new, losses_new = ctx.problem.gradients(X_new, nodes, t + 1)
             Y_new = WY + G_new - state.G
             return GTState(X_new, Y_new, G_new, losses_new), state.losses
-        K = self.options["local_steps"]
+        K = self.cfg.local_steps
         C = state.C
         Z, losses = sgd_steps(state.X, ctx, t, K, eta, lambda G: G + C)
         Y = (state.X - Z) / (K * eta) if eta > 0 else torch.zeros_like(Z)

@@ -56,9 +56,10 @@ from typing import NamedTuple
 import networkx as nx
 import torch
 
-from gossip.algorithms.base import Algorithm, Context
+from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
-from gossip.options import Option, at_least, non_negative
+from gossip.options import at_least, non_negative
+from gossip.registry import option
 from topologies import tree_kinds
 
 __all__ = [
@@ -233,12 +234,14 @@ def relay(
     return result
 
 
-_OPTIONS = [
-    Option("tree", str, "bfs", "spanning tree of the topology, or two overlay binary trees "
-           "each relaying half the coordinates (double_binary)", choices=TREES),
-    Option("root", int, 0, "root of the bfs tree", check=non_negative),
-    Option("local_steps", int, 1, "local SGD steps before each relay", check=at_least(1)),
-]
+@dataclass(frozen=True)
+class RelaySumConfig:
+    """Options of both RelaySum variants."""
+
+    tree: str = option("bfs", "spanning tree of the topology, or two overlay binary trees "
+                       "each relaying half the coordinates (double_binary)", choices=TREES)
+    root: int = option(0, "root of the bfs tree", check=non_negative)
+    local_steps: int = option(1, "local SGD steps before each relay", check=at_least(1))
 
 
 class _RelaySum(Algorithm):
@@ -251,7 +254,7 @@ class _RelaySum(Algorithm):
         if (self._plans is None or made[0] is not ctx.graph
                 or made[1:] != (ctx.comm.n, ctx.comm.nodes)):
             self._plans = relay_plans(
-                ctx.graph, self.options["tree"], self.options["root"], ctx.comm.nodes
+                ctx.graph, self.cfg.tree, self.cfg.root, ctx.comm.nodes
             )
             self._plans_for = (ctx.graph, ctx.comm.n, ctx.comm.nodes)
         return self._plans
@@ -290,7 +293,7 @@ class _RelaySum(Algorithm):
                           "coordinates": [s.start, s.stop]})
         overlay = any(not graph.has_edge(*e) for t in trees for e in t["edges"])
         if overlay:
-            info["tree"] = f"{self.options['tree']} (overlay: ignores topology edges)"
+            info["tree"] = f"{self.cfg.tree} (overlay: ignores topology edges)"
         info["tree_diameter"] = max(t["diameter"] for t in trees)
         if len(trees) == 1:
             info["tree_edges"] = trees[0]["edges"]
@@ -308,23 +311,24 @@ def _state(
     return DoubleRelayState(X, *buffers, X0)
 
 
+@register_algorithm
 class RelaySumModel(_RelaySum):
     """RelaySum/Model: relay half-step models, average with the missing mass filled."""
 
     name = "relaysum_model"
-    OPTIONS = [
-        *_OPTIONS,
-        Option("missing", str, "own", "fill of not-yet-received models: own x_i or initial x_0",
-               choices=("own", "initial")),
-    ]
+
+    @dataclass(frozen=True)
+    class Config(RelaySumConfig):
+        missing: str = option("own", "fill of not-yet-received models: own x_i or initial x_0",
+                              choices=("own", "initial"))
 
     def round(
         self, state: RelayState | DoubleRelayState, t: int, ctx: Context
     ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
-        H, n = self.options["local_steps"], ctx.comm.n
+        H, n = self.cfg.local_steps, ctx.comm.n
         X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)))
         buffers, S, N, slices = self._relay(X_half, state, ctx, t)
-        fill = X_half if self.options["missing"] == "own" else state.X0
+        fill = X_half if self.cfg.missing == "own" else state.X0
         X_new = X_half + S
         for Nk, s in zip(N, slices, strict=True):  # missing mass: (n - 1 - N_i) fill_i per tree
             X_new[:, s].addcmul_((n - 1 - Nk).to(X_new.dtype)[:, None], fill[:, s])
@@ -332,16 +336,17 @@ class RelaySumModel(_RelaySum):
         return _state(X_new, buffers, state.X0), losses
 
 
+@register_algorithm
 class RelaySumGrad(_RelaySum):
     """RelaySum/Grad: relay (local-step) updates, apply their delayed sum over ``n``."""
 
     name = "relaysum_grad"
-    OPTIONS = list(_OPTIONS)
+    Config = RelaySumConfig
 
     def round(
         self, state: RelayState | DoubleRelayState, t: int, ctx: Context
     ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
-        H, n, eta = self.options["local_steps"], ctx.comm.n, float(ctx.lr(t))
+        H, n, eta = self.cfg.local_steps, ctx.comm.n, float(ctx.lr(t))
         if H == 1:
             U, losses = ctx.problem.gradients(state.X, ctx.comm.nodes, t)
             U = eta * U

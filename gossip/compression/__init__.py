@@ -1,22 +1,23 @@
 """Compression operators with real wire encodings, and error feedback.
 
 Each operator is a :class:`Compressor` of pure functions ``init / encode / decode`` with an
-explicit state (optax style); :func:`make_compressor` builds one from the ``[compression]``
-config section, :func:`error_feedback` wraps any of them.
+explicit state (optax style) and says whether it is biased; :func:`make_compressor` builds one
+from the ``[compression]`` config section, :func:`error_feedback` wraps any of them. Operators
+register in :data:`COMPRESSORS` with :func:`register_compressor`.
 """
 
-from gossip.compression.base import Compressor, CompressorState
+from gossip.compression.base import COMPRESSORS, Compressor, CompressorState, register_compressor
 from gossip.compression.centralized import is_biased, wants_error_feedback
 from gossip.compression.error_feedback import EFState, error_feedback
 from gossip.compression.registry import (
-    OPTIONS,
     compressor_names,
     describe_compression,
     make_compressor,
+    section_options,
 )
 
 __all__ = [
-    "OPTIONS",
+    "COMPRESSORS",
     "Compressor",
     "CompressorState",
     "EFState",
@@ -25,5 +26,7 @@ __all__ = [
     "error_feedback",
     "is_biased",
     "make_compressor",
+    "register_compressor",
+    "section_options",
     "wants_error_feedback",
 ]

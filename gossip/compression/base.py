@@ -19,6 +19,9 @@ the same numbers and a run gives the same bytes and values in process and over M
 
 ``payload_row_bytes(dim, layout, dtype)`` is the closed-form size of one encoded row; it always
 equals the size of the buffers ``encode`` returns (a test checks it for every operator).
+
+Every operator registers in :data:`COMPRESSORS` with :func:`register_compressor`: a factory
+``factory(cfg) -> Compressor`` and the frozen dataclass ``cfg`` of its ``[compression]`` keys.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import numpy as np
 import torch
 
 from gossip.errors import ConfigError
+from gossip.registry import NoOptions, Registry
 
 __all__ = [
+    "COMPRESSORS",
     "Compressor",
     "CompressorState",
     "Layout",
@@ -41,6 +46,7 @@ __all__ = [
     "node_seed",
     "node_seeds",
     "pack_bits",
+    "register_compressor",
     "unpack_bits",
 ]
 
@@ -92,6 +98,10 @@ class Compressor(NamedTuple):
         ``payload_row_bytes(dim, layout=None, dtype=torch.float32) -> int``.
     options : dict
         The resolved options it was built with.
+    biased : bool
+        Whether ``E C(x) != x`` (deterministic rounding and sparsifying, sign, low-rank,
+        random-k without the ``d/k`` scaling): the centralized modes then default to error
+        feedback (:func:`~gossip.compression.centralized.wants_error_feedback`).
     inner : Compressor or None
         For a wrapper (:func:`~gossip.compression.error_feedback.error_feedback`), the
         operator it wraps; None for a plain operator.
@@ -103,7 +113,19 @@ class Compressor(NamedTuple):
     decode: Callable[..., torch.Tensor]
     payload_row_bytes: Callable[..., int]
     options: dict
+    biased: bool
     inner: Any = None
+
+
+#: Every compression operator by its ``[compression] name``.
+COMPRESSORS: Registry[Callable[[Any], Compressor]] = Registry("compression operator",
+                                                              "compression")
+
+
+def register_compressor(name: str, config: type = NoOptions) -> Callable:
+    """Decorator: the factory ``factory(cfg) -> Compressor`` joins :data:`COMPRESSORS` as
+    ``name``, its ``[compression]`` keys being the fields of the dataclass ``config``."""
+    return COMPRESSORS.register(name, config)
 
 
 def make_state(

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import torch
 
-from gossip.compression.base import Compressor, CompressorState, check_rows, itemsize, make_state
+from gossip.compression.base import (
+    Compressor,
+    CompressorState,
+    check_rows,
+    itemsize,
+    make_state,
+    register_compressor,
+)
+from gossip.registry import NoOptions
 
 __all__ = ["bf16", "fp16", "none"]
 
 
-def _cast(name: str, wire: torch.dtype | None, options: dict) -> Compressor:
+def _cast(name: str, wire: torch.dtype | None) -> Compressor:
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
         return make_state(dim, nodes, layout, seed, dtype=dtype, device=device)
 
@@ -29,19 +37,24 @@ def _cast(name: str, wire: torch.dtype | None, options: dict) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return dim * itemsize(wire or dtype)
 
-    return Compressor(name, init, encode, decode, payload_row_bytes, dict(options))
+    # rounding to 16 bits is deterministic, so E C(x) != x; the identity is exact
+    return Compressor(name, init, encode, decode, payload_row_bytes, {},
+                      biased=wire is not None)
 
 
-def none(options: dict | None = None) -> Compressor:
+@register_compressor("none")
+def none(cfg: NoOptions | None = None) -> Compressor:
     """The identity: rows travel in their own dtype (fp32 by default), decode is exact."""
-    return _cast("none", None, options or {})
+    return _cast("none", None)
 
 
-def fp16(options: dict | None = None) -> Compressor:
+@register_compressor("fp16")
+def fp16(cfg: NoOptions | None = None) -> Compressor:
     """IEEE half precision on the wire: ``2 * dim`` bytes per row."""
-    return _cast("fp16", torch.float16, options or {})
+    return _cast("fp16", torch.float16)
 
 
-def bf16(options: dict | None = None) -> Compressor:
+@register_compressor("bf16")
+def bf16(cfg: NoOptions | None = None) -> Compressor:
     """bfloat16 on the wire: ``2 * dim`` bytes per row, fp32's exponent range."""
-    return _cast("bf16", torch.bfloat16, options or {})
+    return _cast("bf16", torch.bfloat16)

@@ -37,9 +37,6 @@ from gossip.compression.error_feedback import ef_step
 
 __all__ = ["compress_rows", "init_upload", "is_biased", "unwrap", "wants_error_feedback"]
 
-_BIASED = frozenset({"fp16", "bf16", "topk", "sign", "lowrank"})
-
-
 def unwrap(compressor: Compressor) -> Compressor:
     """The plain operator (without an error-feedback wrapper)."""
     while compressor.inner is not None:
@@ -48,12 +45,9 @@ def unwrap(compressor: Compressor) -> Compressor:
 
 
 def is_biased(compressor: Compressor) -> bool:
-    """Whether ``E C(x) != x`` for the plain operator (deterministic rounding and sparsifying,
-    sign, low-rank, random-k without the ``d/k`` scaling)."""
-    plain = unwrap(compressor)
-    if plain.name == "randomk":
-        return not plain.options.get("unbiased", False)
-    return plain.name in _BIASED
+    """Whether ``E C(x) != x`` for the plain operator (``Compressor.biased``: deterministic
+    rounding and sparsifying, sign, low-rank, random-k without the ``d/k`` scaling)."""
+    return unwrap(compressor).biased
 
 
 def wants_error_feedback(compressor: Compressor) -> bool:

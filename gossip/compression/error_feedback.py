@@ -63,8 +63,8 @@ def error_feedback(compressor: Compressor) -> Compressor:
 
     Examples
     --------
-    >>> from gossip.compression.sparse import topk
-    >>> ef = error_feedback(topk({"k": 1}))
+    >>> from gossip.compression.sparse import TopK, topk
+    >>> ef = error_feedback(topk(TopK(k=1)))
     >>> state = ef.init(3, [0])
     >>> payload, state = ef.encode(torch.tensor([[1.0, -3.0, 2.0]]), state, 0)
     >>> ef.decode(payload, state, [0], 0), state.error
@@ -90,5 +90,6 @@ def error_feedback(compressor: Compressor) -> Compressor:
         decode,
         compressor.payload_row_bytes,
         {**compressor.options, "error_feedback": True},
+        compressor.biased,
         compressor,
     )

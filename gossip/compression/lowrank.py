@@ -21,6 +21,7 @@ values in the row dtype.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -31,9 +32,12 @@ from gossip.compression.base import (
     itemsize,
     make_state,
     node_rng,
+    register_compressor,
 )
+from gossip.options import at_least
+from gossip.registry import option
 
-__all__ = ["blocks", "lowrank"]
+__all__ = ["LowRank", "blocks", "lowrank"]
 
 _SALT_Q = 3
 
@@ -66,9 +70,17 @@ def _orthonormal(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(A.to(torch.float32)).Q
 
 
-def lowrank(options: dict) -> Compressor:
+@dataclass(frozen=True)
+class LowRank:
+    """``[compression]`` keys of ``lowrank``."""
+
+    rank: int = option(2, "rank r of the power iteration", check=at_least(1))
+
+
+@register_compressor("lowrank", LowRank)
+def lowrank(cfg: LowRank) -> Compressor:
     """Rank-``rank`` power-iteration compression with warm-started ``Q``."""
-    rank = int(options["rank"])
+    rank = cfg.rank
 
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
         state = make_state(dim, nodes, layout, seed, dtype=dtype, device=device)
@@ -123,4 +135,5 @@ def lowrank(options: dict) -> Compressor:
         count = sum(r * (m + n) if r else size for _, size, m, n, r in blocks(dim, lay, rank))
         return count * itemsize(dtype)
 
-    return Compressor("lowrank", init, encode, decode, payload_row_bytes, dict(options))
+    return Compressor("lowrank", init, encode, decode, payload_row_bytes, asdict(cfg),
+                      biased=True)

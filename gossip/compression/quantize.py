@@ -15,6 +15,8 @@ packed back to back: ``4 + ceil(d w / 8)`` bytes per row.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 
 from gossip.compression.base import (
@@ -25,15 +27,18 @@ from gossip.compression.base import (
     node_rng,
     pack_bits,
     packed_bytes,
+    register_compressor,
     unpack_bits,
 )
+from gossip.registry import NoOptions, option
 
-__all__ = ["qsgd", "qsgd_width", "sign"]
+__all__ = ["QSGD", "qsgd", "qsgd_width", "sign"]
 
 _SALT_QSGD = 2
 
 
-def sign(options: dict | None = None) -> Compressor:
+@register_compressor("sign")
+def sign(cfg: NoOptions | None = None) -> Compressor:
     """Scaled sign, bit-packed."""
 
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
@@ -53,7 +58,7 @@ def sign(options: dict | None = None) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return 4 + packed_bytes(dim, 1)
 
-    return Compressor("sign", init, encode, decode, payload_row_bytes, dict(options or {}))
+    return Compressor("sign", init, encode, decode, payload_row_bytes, {}, biased=True)
 
 
 def qsgd_width(levels: int) -> int:
@@ -61,9 +66,21 @@ def qsgd_width(levels: int) -> int:
     return 1 + int(levels).bit_length()
 
 
-def qsgd(options: dict) -> Compressor:
+def _levels(v) -> str | None:
+    return None if 1 <= v <= 127 else "must be in 1..127"
+
+
+@dataclass(frozen=True)
+class QSGD:
+    """``[compression]`` keys of ``qsgd``."""
+
+    levels: int = option(16, "number of quantization levels s", check=_levels)
+
+
+@register_compressor("qsgd", QSGD)
+def qsgd(cfg: QSGD) -> Compressor:
     """QSGD with ``levels`` = ``s`` quantization levels (``1 <= s <= 127``)."""
-    s = int(options["levels"])
+    s = cfg.levels
     width = qsgd_width(s)
 
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
@@ -99,4 +116,4 @@ def qsgd(options: dict) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return 4 + packed_bytes(dim, width)
 
-    return Compressor("qsgd", init, encode, decode, payload_row_bytes, dict(options))
+    return Compressor("qsgd", init, encode, decode, payload_row_bytes, asdict(cfg), biased=False)

@@ -9,69 +9,45 @@ Keys: ``name`` (one of :func:`compressor_names`), ``ratio`` or ``k`` (``topk``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from gossip.compression.base import Compressor
-from gossip.compression.cast import bf16, fp16, none
+from gossip.compression import cast, lowrank, quantize, sparse  # noqa: F401  (they register)
+from gossip.compression.base import COMPRESSORS, Compressor
 from gossip.compression.error_feedback import error_feedback
-from gossip.compression.lowrank import lowrank
-from gossip.compression.quantize import qsgd, sign
-from gossip.compression.sparse import randomk, topk
 from gossip.errors import ConfigError
-from gossip.options import Option, at_least, fraction, positive, resolve, unknown_name
+from gossip.options import Option, resolve
 
-__all__ = ["OPTIONS", "compressor_names", "describe_compression", "make_compressor"]
+__all__ = ["compressor_names", "describe_compression", "make_compressor", "section_options"]
 
-_FACTORIES: dict[str, Callable[[dict], Compressor]] = {
-    "none": none,
-    "fp16": fp16,
-    "bf16": bf16,
-    "topk": topk,
-    "randomk": randomk,
-    "sign": sign,
-    "qsgd": qsgd,
-    "lowrank": lowrank,
-}
-
-# which optional keys each operator reads (besides name and error_feedback)
-_USES: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "fp16": (),
-    "bf16": (),
-    "topk": ("ratio", "k"),
-    "randomk": ("ratio", "k", "unbiased"),
-    "sign": (),
-    "qsgd": ("levels",),
-    "lowrank": ("rank",),
-}
+#: The ``[compression]`` key every operator takes (besides ``name``).
+ERROR_FEEDBACK = Option(
+    "error_feedback", bool, None,
+    "error feedback (EF-SGD): true always, false never; default: allreduce/fedavg "
+    "use it for biased operators (fp16, bf16, topk, sign, lowrank, randomk biased)",
+)
 
 
-def _levels(v) -> str | None:
-    return None if 1 <= v <= 127 else "must be in 1..127"
-
-
-OPTIONS: list[Option] = [
-    Option("name", str, "none", "compression operator", choices=tuple(_FACTORIES)),
-    Option("ratio", float, None, "topk/randomk: fraction of entries kept", check=fraction),
-    Option("k", int, None, "topk/randomk: number of entries kept (instead of ratio)",
-           check=positive),
-    Option("unbiased", bool, None, "randomk: scale kept values by d/k so E C(x) = x"),
-    Option("levels", int, None, "qsgd: number of quantization levels s", check=_levels),
-    Option("rank", int, None, "lowrank: rank r of the power iteration", check=at_least(1)),
-    Option("error_feedback", bool, None,
-           "error feedback (EF-SGD): true always, false never; default: allreduce/fedavg "
-           "use it for biased operators (fp16, bf16, topk, sign, lowrank, randomk biased)"),
-]
-
-_DEFAULTS = {"ratio": 0.01, "unbiased": False, "levels": 16, "rank": 2}
+def section_options() -> list[Option]:
+    """Every ``[compression]`` key: ``name``, the union of the operators' own keys (default
+    None: "not set"; the help names the operators that read the key), ``error_feedback``."""
+    union: dict[str, tuple[Option, list[str]]] = {}
+    for name in COMPRESSORS.names():
+        for o in COMPRESSORS.options(name):
+            if o.name in union and union[o.name][0].type is not o.type:
+                raise TypeError(f"compression.{o.name} is declared with two types")
+            union.setdefault(o.name, (o, []))[1].append(name)
+    keys = [replace(o, default=None, help=f"{'/'.join(users)}: {o.help}")
+            for o, users in union.values()]
+    return [Option("name", str, "none", "compression operator", choices=COMPRESSORS),
+            *keys, ERROR_FEEDBACK]
 
 
 def compressor_names() -> list[str]:
-    """Names accepted by :func:`make_compressor`."""
-    return list(_FACTORIES)
+    """Names accepted by :func:`make_compressor`, sorted."""
+    return COMPRESSORS.names()
 
 
 def make_compressor(name: str, options: dict | None = None) -> Compressor:
@@ -82,34 +58,21 @@ def make_compressor(name: str, options: dict | None = None) -> Compressor:
     ConfigError
         Unknown name, unknown or inapplicable key, both ``ratio`` and ``k``, bad value.
     """
-    if name not in _FACTORIES:
-        raise unknown_name("compression operator", name, list(_FACTORIES))
+    factory = COMPRESSORS[name]
     given = {key: v for key, v in (options or {}).items() if key != "name"}
-    resolved = resolve("compression", {"name": name, **given}, OPTIONS)
-    uses = _USES[name]
+    ef = resolve("compression", {"name": name, **given}, section_options())["error_feedback"]
+    uses = [o.name for o in COMPRESSORS.options(name)]
     for key in given:
         if key != "error_feedback" and key not in uses:
             allowed = ", ".join(uses) or "none besides error_feedback"
             raise ConfigError(
                 f"compression.{key} does not apply to {name!r}; its keys: {allowed}"
             )
-    if resolved["ratio"] is not None and resolved["k"] is not None:
-        raise ConfigError(
-            f"give compression.ratio or compression.k, not both "
-            f"(ratio={resolved['ratio']}, k={resolved['k']})"
-        )
-    chosen = {}
-    for key in uses:
-        if resolved[key] is not None:
-            chosen[key] = resolved[key]
-        elif key in _DEFAULTS and not (key == "ratio" and resolved["k"] is not None):
-            chosen[key] = _DEFAULTS[key]
-    compressor = _FACTORIES[name](chosen)
-    if resolved["error_feedback"]:
+    cfg = COMPRESSORS.config(name, {k: v for k, v in given.items() if k != "error_feedback"})
+    compressor = factory(cfg)
+    if ef:
         return error_feedback(compressor)
-    return compressor._replace(
-        options={**compressor.options, "error_feedback": resolved["error_feedback"]}
-    )
+    return compressor._replace(options={**compressor.options, "error_feedback": ef})
 
 
 def describe_compression(

@@ -15,6 +15,8 @@ uniform unit mod ``d``: ``k`` distinct coordinates, each included with probabili
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 
@@ -26,10 +28,38 @@ from gossip.compression.base import (
     itemsize,
     make_state,
     node_seeds,
+    register_compressor,
 )
 from gossip.errors import ConfigError
+from gossip.options import fraction, positive
+from gossip.registry import option
 
-__all__ = ["keep_count", "random_coordinates", "randomk", "topk"]
+__all__ = ["RandomK", "TopK", "keep_count", "random_coordinates", "randomk", "topk"]
+
+DEFAULT_RATIO = 0.01
+
+
+@dataclass(frozen=True)
+class TopK:
+    """``[compression]`` keys of ``topk``: ``ratio`` or ``k`` (neither: ratio 0.01)."""
+
+    ratio: float | None = option(None, "fraction of entries kept", check=fraction)
+    k: int | None = option(None, "number of entries kept (instead of ratio)", check=positive)
+
+    def __post_init__(self) -> None:
+        if self.ratio is not None and self.k is not None:
+            raise ConfigError(f"give compression.ratio or compression.k, not both "
+                              f"(ratio={self.ratio}, k={self.k})")
+        if self.k is None and self.ratio is None:
+            object.__setattr__(self, "ratio", DEFAULT_RATIO)
+
+
+@dataclass(frozen=True)
+class RandomK(TopK):
+    """``[compression]`` keys of ``randomk``: those of ``topk`` and ``unbiased``."""
+
+    unbiased: bool = option(False, "scale kept values by d/k so E C(x) = x")
+
 
 _SALT_RANDOMK = 1
 
@@ -63,16 +93,17 @@ def random_coordinates(
     return (at * j + ct) % dim
 
 
-def topk(options: dict) -> Compressor:
+@register_compressor("topk", TopK)
+def topk(cfg: TopK) -> Compressor:
     """Top-k sparsification; options ``ratio`` or ``k``."""
 
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
-        keep_count(dim, options.get("ratio"), options.get("k"), "topk")
+        keep_count(dim, cfg.ratio, cfg.k, "topk")
         return make_state(dim, nodes, layout, seed, dtype=dtype, device=device)
 
     def encode(X: torch.Tensor, state: CompressorState, step: int):
         check_rows(X, state)
-        k = keep_count(state.dim, options.get("ratio"), options.get("k"), "topk")
+        k = keep_count(state.dim, cfg.ratio, cfg.k, "topk")
         idx = torch.topk(X.abs(), k, dim=1, sorted=False).indices
         values = torch.gather(X, 1, idx)
         return (values, idx.to(index_dtype(state.dim))), state
@@ -83,23 +114,24 @@ def topk(options: dict) -> Compressor:
         return out.scatter_(1, idx.to(torch.int64), values.to(state.dtype))
 
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
-        k = keep_count(dim, options.get("ratio"), options.get("k"), "topk")
+        k = keep_count(dim, cfg.ratio, cfg.k, "topk")
         return k * (itemsize(dtype) + itemsize(index_dtype(dim)))
 
-    return Compressor("topk", init, encode, decode, payload_row_bytes, dict(options))
+    return Compressor("topk", init, encode, decode, payload_row_bytes, asdict(cfg), biased=True)
 
 
-def randomk(options: dict) -> Compressor:
+@register_compressor("randomk", RandomK)
+def randomk(cfg: RandomK) -> Compressor:
     """Random-k sparsification with shared seeds; options ``ratio`` or ``k``, ``unbiased``."""
-    unbiased = bool(options.get("unbiased", False))
+    unbiased = cfg.unbiased
 
     def init(dim, nodes, layout=None, seed=0, *, dtype=torch.float32, device="cpu"):
-        keep_count(dim, options.get("ratio"), options.get("k"), "randomk")
+        keep_count(dim, cfg.ratio, cfg.k, "randomk")
         return make_state(dim, nodes, layout, seed, dtype=dtype, device=device)
 
     def encode(X: torch.Tensor, state: CompressorState, step: int):
         check_rows(X, state)
-        k = keep_count(state.dim, options.get("ratio"), options.get("k"), "randomk")
+        k = keep_count(state.dim, cfg.ratio, cfg.k, "randomk")
         idx = random_coordinates(state.seed, state.nodes, step, state.dim, k, X.device)
         values = torch.gather(X, 1, idx)
         if unbiased:
@@ -114,6 +146,7 @@ def randomk(options: dict) -> Compressor:
         return out.scatter_(1, idx, values.to(state.dtype))
 
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
-        return keep_count(dim, options.get("ratio"), options.get("k"), "randomk") * itemsize(dtype)
+        return keep_count(dim, cfg.ratio, cfg.k, "randomk") * itemsize(dtype)
 
-    return Compressor("randomk", init, encode, decode, payload_row_bytes, dict(options))
+    return Compressor("randomk", init, encode, decode, payload_row_bytes, asdict(cfg),
+                      biased=not unbiased)

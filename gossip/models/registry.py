@@ -1,50 +1,59 @@
 """Model registry: ``make_model(name, input_shape, classes, options)``.
 
-Each model declares its options (:class:`gossip.options.Option`), checked under ``[model]``.
+Each model is an ``nn.Module`` class ``cls(input_shape, classes, **options)`` registered in
+:data:`MODELS` with the frozen dataclass of its ``[model]`` keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
 
-from gossip.errors import ConfigError
 from gossip.models.nets import MLP, LeNet, LogReg, ResNet20
-from gossip.options import Option, positive, resolve, unknown_name
+from gossip.registry import NoOptions, Registry, option
 
 __all__ = ["MODELS", "make_model", "model_names", "model_options"]
+
+#: Every model by its ``[model] name`` (``problem.model``).
+MODELS: Registry[type[nn.Module]] = Registry("model", "model")
 
 
 def _hidden(v) -> str | None:
     return None if all(isinstance(h, int) and h > 0 for h in v) else "must be positive integers"
 
 
-MODELS: dict[str, tuple[Callable[..., nn.Module], list[Option]]] = {
-    "logreg": (LogReg, []),
-    "mlp": (
-        MLP,
-        [Option("hidden", list, [128], "hidden layer widths of the mlp", check=_hidden)],
-    ),
-    "lenet": (LeNet, []),
-    "resnet20": (
-        ResNet20,
-        [Option("groups", int, 2, "GroupNorm groups of resnet20 (divides 16)", check=positive)],
-    ),
-}
+def _groups(v) -> str | None:
+    if v <= 0:
+        return "must be > 0"
+    return None if 16 % v == 0 else "must divide 16"
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    hidden: list[int] = option([128], "hidden layer widths of the mlp", check=_hidden)
+
+
+@dataclass(frozen=True)
+class ResNet20Config:
+    groups: int = option(2, "GroupNorm groups of resnet20 (divides 16)", check=_groups)
+
+
+MODELS.register("logreg", NoOptions)(LogReg)
+MODELS.register("mlp", MLPConfig)(MLP)
+MODELS.register("lenet", NoOptions)(LeNet)
+MODELS.register("resnet20", ResNet20Config)(ResNet20)
 
 
 def model_names() -> list[str]:
-    """Names accepted by :func:`make_model`."""
-    return list(MODELS)
+    """Names accepted by :func:`make_model`, sorted."""
+    return MODELS.names()
 
 
-def model_options(name: str) -> list[Option]:
-    """The options model ``name`` declares."""
-    if name not in MODELS:
-        raise unknown_name("model", name, MODELS)
-    return MODELS[name][1]
+def model_options(name: str) -> list:
+    """The options (:class:`~gossip.options.Option`) model ``name`` declares."""
+    return MODELS.options(name)
 
 
 def make_model(
@@ -60,10 +69,5 @@ def make_model(
     ConfigError
         Unknown name, unknown or bad option.
     """
-    factory, opts = MODELS.get(name, (None, None))
-    if factory is None:
-        raise unknown_name("model", name, MODELS)
-    resolved = resolve("model", dict(options or {}), opts)
-    if name == "resnet20" and 16 % resolved["groups"]:
-        raise ConfigError(f"model.groups must divide 16, got {resolved['groups']}")
-    return factory(tuple(input_shape), classes, **resolved)
+    cls = MODELS[name]
+    return cls(tuple(input_shape), classes, **asdict(MODELS.config(name, dict(options or {}))))

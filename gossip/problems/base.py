@@ -13,10 +13,13 @@ per-process stream, so the same seed gives the same numbers in process and over 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["Problem"]
+from gossip.registry import NoOptions, Registry
+
+__all__ = ["PROBLEMS", "Problem", "register_problem"]
 
 
 class Problem(ABC):
@@ -57,3 +60,16 @@ class Problem(ABC):
     def describe(self) -> dict:
         """What goes into ``summary.json`` about this problem."""
         return {"dim": self.dim}
+
+
+#: Every problem by its ``[problem] name``: a factory
+#: ``factory(cfg, *, n, seed, device, dtype) -> Problem`` (a Problem class taking its options
+#: dataclass first) and that dataclass. Built-in modules register when
+#: :mod:`gossip.problems.registry` is imported.
+PROBLEMS: Registry[Callable[..., Problem]] = Registry("problem", "problem")
+
+
+def register_problem(name: str, config: type = NoOptions) -> Callable:
+    """Decorator: ``factory(cfg, *, n, seed, device, dtype)`` joins :data:`PROBLEMS` as ``name``
+    with the options dataclass ``config``."""
+    return PROBLEMS.register(name, config)

@@ -18,6 +18,7 @@ in a loop. Data is normalised once and kept on ``device``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,70 +27,69 @@ from torch.nn import functional as F
 
 from gossip.data.partition import PARTITIONS, class_counts, make_partition
 from gossip.data.registry import DATASETS, load_dataset, normalize
-from gossip.errors import ConfigError
 from gossip.models.flat import layout_of, model_vector
 from gossip.models.registry import MODELS, make_model, model_options
-from gossip.options import Option, at_least, non_negative, positive, resolve
-from gossip.problems.base import Problem
+from gossip.options import at_least, non_negative, positive
+from gossip.problems.base import PROBLEMS, Problem, register_problem
+from gossip.registry import option
 from gossip.training.grads import BACKENDS, choose_backend
 
-__all__ = ["CLASSIFICATION_OPTIONS", "ClassificationProblem", "make_classification_problem"]
+__all__ = ["ClassificationConfig", "ClassificationProblem", "make_classification_problem"]
 
-CLASSIFICATION_OPTIONS = [
-    Option("dataset", str, "mnist", "data set", choices=DATASETS),
-    Option("root", str, None, "folder of the data set files (mnist: bundled copy when unset)"),
-    Option("partition", str, "dirichlet", "how the training set is split", choices=PARTITIONS),
-    Option("alpha", float, 0.1, "Dirichlet concentration (dirichlet, quantity_skew)",
-           check=positive),
-    Option("shards_per_node", int, 2, "classes per node (shards)", check=at_least(1)),
-    Option("min_size", int, 10, "least samples per node (dirichlet, quantity_skew)",
-           check=non_negative),
-    Option("batch_size", int, 32, "mini-batch size per node and step", check=at_least(1)),
-    Option("model", str, "mlp", "network", choices=tuple(MODELS)),
-    Option("hidden", list, [128], "hidden widths (mlp)"),
-    Option("groups", int, 2, "GroupNorm groups (resnet20)", check=positive),
-    Option("backend", str, "auto",
-           "local gradients: fused (Linear/ReLU chains), vmap over nodes, loop, or auto",
-           choices=BACKENDS),
-    Option("test_subset", int, 0, "evaluate on at most this many test samples (0: all)",
-           check=non_negative),
-    Option("eval_nodes", int, 0, "nodes whose own models are evaluated (0: all)",
-           check=non_negative),
-    Option("weight_decay", float, 0.0, "L2 penalty weight_decay / 2 ||x||^2", check=non_negative),
-]
+
+def _widths(v) -> str | None:
+    return None if all(isinstance(h, int) and h >= 1 for h in v) else "must be positive integers"
+
+
+@dataclass(frozen=True)
+class ClassificationConfig:
+    """``[problem]`` keys of ``classification`` (``[data]`` and ``[model]`` keys fold in)."""
+
+    dataset: str = option("mnist", "data set", choices=DATASETS)
+    root: str | None = option(None, "folder of the data set files (mnist: bundled copy when "
+                              "unset)")
+    partition: str = option("dirichlet", "how the training set is split", choices=PARTITIONS)
+    alpha: float = option(0.1, "Dirichlet concentration (dirichlet, quantity_skew)",
+                          check=positive)
+    shards_per_node: int = option(2, "classes per node (shards)", check=at_least(1))
+    min_size: int = option(10, "least samples per node (dirichlet, quantity_skew)",
+                           check=non_negative)
+    batch_size: int = option(32, "mini-batch size per node and step", check=at_least(1))
+    model: str = option("mlp", "network", choices=MODELS)
+    hidden: list[int] = option([128], "hidden widths (mlp)", check=_widths)
+    groups: int = option(2, "GroupNorm groups (resnet20)", check=positive)
+    backend: str = option("auto", "local gradients: fused (Linear/ReLU chains), vmap over "
+                          "nodes, loop, or auto", choices=BACKENDS)
+    test_subset: int = option(0, "evaluate on at most this many test samples (0: all)",
+                              check=non_negative)
+    eval_nodes: int = option(0, "nodes whose own models are evaluated (0: all)",
+                             check=non_negative)
+    weight_decay: float = option(0.0, "L2 penalty weight_decay / 2 ||x||^2",
+                                 check=non_negative)
 
 EVAL_CHUNK = 2048
 
 
+@register_problem("classification", ClassificationConfig)
 class ClassificationProblem(Problem):
     """Classification of ``dataset`` by ``model``, the training set split over ``n`` nodes."""
 
     def __init__(
         self,
+        cfg: ClassificationConfig,
+        *,
         n: int,
         seed: int = 0,
-        *,
-        dataset: str = "mnist",
-        root: str | None = None,
-        partition: str = "dirichlet",
-        alpha: float = 0.1,
-        shards_per_node: int = 2,
-        min_size: int = 10,
-        batch_size: int = 32,
-        model: str = "mlp",
-        hidden: list[int] | None = None,
-        groups: int = 2,
-        backend: str = "auto",
-        test_subset: int = 0,
-        eval_nodes: int = 0,
-        weight_decay: float = 0.0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        batch_size, weight_decay, partition = cfg.batch_size, cfg.weight_decay, cfg.partition
+        alpha, shards_per_node, min_size = cfg.alpha, cfg.shards_per_node, cfg.min_size
+        test_subset, eval_nodes, model = cfg.test_subset, cfg.eval_nodes, cfg.model
         self.n, self.seed, self.batch_size = n, seed, batch_size
         self.weight_decay = weight_decay
         self.device, self.dtype = torch.device(device), dtype
-        ds = load_dataset(dataset, root, seed=seed)
+        ds = load_dataset(cfg.dataset, cfg.root, seed=seed)
         self.info = ds.info
         self.classes = int(ds.info["classes"])
         self.input_shape = tuple(ds.info["shape"])
@@ -114,7 +114,7 @@ class ClassificationProblem(Problem):
         self.eval_ids = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
         self.model_name = model
-        given = {"hidden": list(hidden or [128]), "groups": groups}
+        given = {"hidden": list(cfg.hidden), "groups": cfg.groups}
         self.model_options = {o.name: given[o.name] for o in model_options(model)}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -125,7 +125,8 @@ class ClassificationProblem(Problem):
         self.layout = layout_of(self.model)
         self.dim = sum(int(np.prod(s)) for _, s in self.layout)
         self._x0 = model_vector(self.model)
-        self.backend = choose_backend(self.model, self.input_shape, self.classes, prefer=backend)
+        self.backend = choose_backend(self.model, self.input_shape, self.classes,
+                                      prefer=cfg.backend)
         self._perms: dict[int, dict[int, np.ndarray]] = {}
         self.steps_done = 0
 
@@ -235,20 +236,5 @@ def make_classification_problem(
     dtype: torch.dtype = torch.float32,
 ) -> ClassificationProblem:
     """:class:`ClassificationProblem` from a ``[problem]`` section (without ``name``)."""
-    resolved = resolve("problem", dict(options), CLASSIFICATION_OPTIONS)
-    if any(not isinstance(h, int) or h < 1 for h in resolved["hidden"]):
-        raise ConfigError(f"problem.hidden must be positive integers, got {resolved['hidden']!r}")
-    return ClassificationProblem(n, seed, device=device, dtype=dtype, **resolved)
-
-
-def _register() -> None:
-    from gossip.problems.registry import register_problem
-
-    register_problem("classification", _factory, CLASSIFICATION_OPTIONS)
-
-
-def _factory(*, n: int, seed: int, device="cpu", dtype=torch.float32, **options):
-    return make_classification_problem(options, n=n, seed=seed, device=device, dtype=dtype)
-
-
-_register()
+    cfg = PROBLEMS.config("classification", options)
+    return ClassificationProblem(cfg, n=n, seed=seed, device=device, dtype=dtype)

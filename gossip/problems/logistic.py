@@ -16,25 +16,38 @@ local data (deterministic gradients).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import scipy.optimize
 import scipy.special
 import torch
 
 from gossip.errors import ConfigError
-from gossip.options import Option, at_least, non_negative, positive
-from gossip.problems.base import Problem
+from gossip.options import at_least, non_negative, positive
+from gossip.problems.base import Problem, register_problem
+from gossip.registry import option
 
-__all__ = ["OPTIONS", "Logistic"]
+__all__ = ["Logistic", "LogisticConfig"]
 
-OPTIONS = [
-    Option("dim", int, 10, "number of features", check=at_least(1)),
-    Option("samples_per_node", int, 64, "local data set size m", check=at_least(1)),
-    Option("batch_size", int, 0, "mini-batch size (0: full local data)", check=non_negative),
-    Option("heterogeneity", float, 1.0, "scale of the node feature means", check=non_negative),
-    Option("label_skew", float, 1.0, "scale of the node label biases", check=non_negative),
-    Option("reg", float, 0.01, "l2 regularisation (> 0: unique optimum)", check=positive),
-]
+
+@dataclass(frozen=True)
+class LogisticConfig:
+    """``[problem]`` keys of ``logistic``."""
+
+    dim: int = option(10, "number of features", check=at_least(1))
+    samples_per_node: int = option(64, "local data set size m", check=at_least(1))
+    batch_size: int = option(0, "mini-batch size (0: full local data)", check=non_negative)
+    heterogeneity: float = option(1.0, "scale of the node feature means", check=non_negative)
+    label_skew: float = option(1.0, "scale of the node label biases", check=non_negative)
+    reg: float = option(0.01, "l2 regularisation (> 0: unique optimum)", check=positive)
+
+    def __post_init__(self) -> None:
+        if self.batch_size > self.samples_per_node:
+            raise ConfigError(
+                f"problem.batch_size must be <= problem.samples_per_node="
+                f"{self.samples_per_node}, got {self.batch_size}"
+            )
 
 
 def _loss_grad(x: np.ndarray, A: np.ndarray, b: np.ndarray, reg: float) -> tuple[float, np.ndarray]:
@@ -46,28 +59,23 @@ def _loss_grad(x: np.ndarray, A: np.ndarray, b: np.ndarray, reg: float) -> tuple
     return float(loss), grad
 
 
+@register_problem("logistic", LogisticConfig)
 class Logistic(Problem):
     """Non-iid l2-regularised logistic regression with known optimum."""
 
     def __init__(
         self,
+        cfg: LogisticConfig,
+        *,
         n: int,
         seed: int = 0,
-        *,
-        dim: int = 10,
-        samples_per_node: int = 64,
-        batch_size: int = 0,
-        heterogeneity: float = 1.0,
-        label_skew: float = 1.0,
-        reg: float = 0.01,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if batch_size > samples_per_node:
-            raise ConfigError(
-                f"problem.batch_size must be <= problem.samples_per_node={samples_per_node}, "
-                f"got {batch_size}"
-            )
+        self.cfg = cfg
+        dim, samples_per_node, batch_size, reg = (cfg.dim, cfg.samples_per_node, cfg.batch_size,
+                                                  cfg.reg)
+        heterogeneity, label_skew = cfg.heterogeneity, cfg.label_skew
         self.n, self.seed, self.dim, self.reg = n, int(seed), dim, reg
         self.m, self.batch_size = samples_per_node, batch_size
         self.device, self.dtype = torch.device(device), dtype
@@ -84,10 +92,6 @@ class Logistic(Problem):
         self.f_star = _loss_grad(self.x_star_np, A, b, reg)[0]
         self.A = torch.as_tensor(A, dtype=dtype, device=self.device)
         self.b = torch.as_tensor(b, dtype=dtype, device=self.device)
-        self.options = {
-            "dim": dim, "samples_per_node": samples_per_node, "batch_size": batch_size,
-            "heterogeneity": heterogeneity, "label_skew": label_skew, "reg": reg,
-        }
 
     def _solve(self) -> np.ndarray:
         A, b, reg = self.A_np, self.b_np, self.reg
@@ -138,4 +142,4 @@ class Logistic(Problem):
         }
 
     def describe(self) -> dict:
-        return {"name": "logistic", **self.options}
+        return {"name": "logistic", **asdict(self.cfg)}

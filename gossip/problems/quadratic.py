@@ -16,23 +16,36 @@ All ``a_i, c_i`` are drawn on every process from ``seed`` alone, so every rank k
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 
-from gossip.options import Option, at_least, non_negative, positive
-from gossip.problems.base import Problem
+from gossip.errors import ConfigError
+from gossip.options import at_least, non_negative, positive
+from gossip.problems.base import Problem, register_problem
+from gossip.registry import option
 
-__all__ = ["OPTIONS", "Quadratic", "node_noise"]
+__all__ = ["Quadratic", "QuadraticConfig", "node_noise"]
 
-OPTIONS = [
-    Option("dim", int, 10, "dimension d of x", check=at_least(1)),
-    Option("heterogeneity", float, 1.0, "scale of the local minimisers c_i", check=non_negative),
-    Option("a_min", float, 1.0, "smallest curvature a_i", check=positive),
-    Option("a_max", float, 4.0, "largest curvature a_i", check=positive),
-    Option("sigma", float, 0.0, "std of the additive gradient noise", check=non_negative),
-    Option("init_scale", float, 0.0, "x_0 = init_scale * N(0, I), the same on every node",
-           check=non_negative),
-]
+
+@dataclass(frozen=True)
+class QuadraticConfig:
+    """``[problem]`` keys of ``quadratic``."""
+
+    dim: int = option(10, "dimension d of x", check=at_least(1))
+    heterogeneity: float = option(1.0, "scale of the local minimisers c_i", check=non_negative)
+    a_min: float = option(1.0, "smallest curvature a_i", check=positive)
+    a_max: float = option(4.0, "largest curvature a_i", check=positive)
+    sigma: float = option(0.0, "std of the additive gradient noise", check=non_negative)
+    init_scale: float = option(0.0, "x_0 = init_scale * N(0, I), the same on every node",
+                               check=non_negative)
+
+    def __post_init__(self) -> None:
+        if self.a_max < self.a_min:
+            raise ConfigError(
+                f"problem.a_max must be >= problem.a_min={self.a_min}, got {self.a_max}"
+            )
 
 
 def node_noise(seed: int, nodes: range, step: int, dim: int) -> np.ndarray:
@@ -42,34 +55,28 @@ def node_noise(seed: int, nodes: range, step: int, dim: int) -> np.ndarray:
     )
 
 
+@register_problem("quadratic", QuadraticConfig)
 class Quadratic(Problem):
     """``f_i(x) = 1/2 a_i ||x - c_i||^2`` with optimum ``x* = sum a_i c_i / sum a_i``."""
 
     def __init__(
         self,
+        cfg: QuadraticConfig,
+        *,
         n: int,
         seed: int = 0,
-        *,
-        dim: int = 10,
-        heterogeneity: float = 1.0,
-        a_min: float = 1.0,
-        a_max: float = 4.0,
-        sigma: float = 0.0,
-        init_scale: float = 0.0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        from gossip.errors import ConfigError
-
-        if a_max < a_min:
-            raise ConfigError(f"problem.a_max must be >= problem.a_min={a_min}, got {a_max}")
+        self.cfg = cfg
+        dim, sigma, heterogeneity = cfg.dim, cfg.sigma, cfg.heterogeneity
         self.n, self.seed, self.dim, self.sigma = n, int(seed), dim, sigma
         self.device, self.dtype = torch.device(device), dtype
         self.layout = [("x", (dim,))]
         rng = np.random.default_rng([self.seed, 0x51AD])
-        a = rng.uniform(a_min, a_max, size=n)
+        a = rng.uniform(cfg.a_min, cfg.a_max, size=n)
         c = heterogeneity * rng.standard_normal((n, dim))
-        x0 = init_scale * rng.standard_normal(dim)
+        x0 = cfg.init_scale * rng.standard_normal(dim)
         self.a_np, self.c_np = a, c
         self.x_star_np = (a[:, None] * c).sum(0) / a.sum()
         self.f_star = float(self._f_np(self.x_star_np))
@@ -77,10 +84,6 @@ class Quadratic(Problem):
         self.c = torch.as_tensor(c, dtype=dtype, device=self.device)
         self.x0 = torch.as_tensor(x0, dtype=dtype, device=self.device)
         self.x_star = torch.as_tensor(self.x_star_np, dtype=dtype, device=self.device)
-        self.options = {
-            "dim": dim, "heterogeneity": heterogeneity, "a_min": a_min, "a_max": a_max,
-            "sigma": sigma, "init_scale": init_scale,
-        }
 
     def _f_np(self, x: np.ndarray) -> float:
         """``f(x) = 1/n sum_i f_i(x)`` in float64."""
@@ -120,4 +123,4 @@ class Quadratic(Problem):
         }
 
     def describe(self) -> dict:
-        return {"name": "quadratic", **self.options}
+        return {"name": "quadratic", **asdict(self.cfg)}

@@ -27,7 +27,7 @@ def setup(compression=None, options=None, lr=0.05, sigma=0.0, schedule=None):
 
 def test_beer_is_registered_and_checks_gamma():
     assert "beer" in algorithm_names()
-    assert make_algorithm("beer", {}).options == {"gamma": 0.5}
+    assert make_algorithm("beer", {}).cfg.gamma == 0.5
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(ConfigError, match=r"algorithm.gamma must be in \(0, 1\]"):
             make_algorithm("beer", {"gamma": bad})
@@ -38,7 +38,7 @@ def test_without_compression_and_gamma_one_it_is_diging():
     ``X <- W X - eta V``, ``V <- W V + grad F(X_new) - grad F(X)`` with ``H = X``, ``G = V``."""
     eta = 0.05
     problem, ctx = setup(lr=eta, sigma=0.5)
-    alg = Beer(gamma=1.0)
+    alg = Beer(Beer.Config(gamma=1.0))
     state = alg.init(ctx)
     W = torch.as_tensor(ctx.schedule.matrix(0).toarray())
     nodes = range(N)
@@ -65,7 +65,7 @@ def test_tracking_and_average_invariants_under_compression(compression):
     """``sum_i v_i = sum_i grad f_i(x_i)`` and ``x_bar_{t+1} = x_bar_t - eta v_bar_t``."""
     eta = 0.05
     problem, ctx = setup(compression, lr=eta, sigma=0.3)
-    alg = Beer(gamma=0.4)
+    alg = Beer(Beer.Config(gamma=0.4))
     state = alg.init(ctx)
     for t in range(15):
         previous = state
@@ -84,7 +84,7 @@ def test_tracking_and_average_invariants_under_compression(compression):
 def test_reaches_the_exact_optimum_under_compression(compression, gamma, eta, rounds):
     """Heterogeneous quadratic, no noise, ring of 16: no floor (unlike D-SGD)."""
     problem, ctx = setup(compression, lr=eta)
-    alg = Beer(gamma=gamma)
+    alg = Beer(Beer.Config(gamma=gamma))
     state = alg.init(ctx)
     for t in range(rounds):
         state, _ = alg.round(state, t, ctx)
@@ -95,7 +95,7 @@ def test_reaches_the_exact_optimum_under_compression(compression, gamma, eta, ro
 def test_bytes_are_two_payload_rows_per_message(compression):
     rounds = 5
     _, ctx = setup(compression)
-    alg = Beer(gamma=0.5)
+    alg = Beer(Beer.Config(gamma=0.5))
     state = alg.init(ctx)
     for t in range(rounds):
         state, _ = alg.round(state, t, ctx)
@@ -116,7 +116,7 @@ def test_time_varying_schedule_sends_along_the_base_graph():
     graph = topologies.build("exponential", N)
     schedule = topologies.make_schedule("one_peer_exponential", N)
     problem, ctx = setup(("sign", {}), schedule=(schedule, graph))
-    alg = Beer(gamma=0.5)
+    alg = Beer(Beer.Config(gamma=0.5))
     state = alg.init(ctx)
     for t in range(6):
         state, _ = alg.round(state, t, ctx)

@@ -13,16 +13,11 @@ from alg_helpers import (
     uniform_complete,
 )
 
-from gossip.algorithms import ALGORITHMS, algorithm_names, make_algorithm
+from gossip.algorithms import make_algorithm
 from gossip.errors import ConfigError
 from topologies.schedules import make_schedule
 
 N = 16
-
-
-def test_registry_lists_core_algorithms():
-    assert {"dsgd", "allreduce"} <= set(algorithm_names())
-    assert set(algorithm_names()) == set(ALGORITHMS)
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,9 @@ from gossip.comm.local import LocalComm
 from gossip.comm.mpi import MPIComm
 from gossip.compression import make_compressor
 from gossip.problems.registry import make_problem
+from tests.compression.cases import WIRE_DIM, WIRE_LAYOUT, operator_cases, wire_formula
 
 N, ROUNDS = 10, 4
-CONFIGS = [("none", {}), ("fp16", {}), ("bf16", {}), ("topk", {"ratio": 0.2}),
-           ("randomk", {"k": 3, "unbiased": True}), ("sign", {}), ("qsgd", {"levels": 3}),
-           ("lowrank", {"rank": 1})]
 
 
 def run(comm, name, opts):
@@ -34,7 +32,7 @@ def run(comm, name, opts):
     problem = make_problem("quadratic", {"dim": 12, "sigma": 0.3}, n=N, seed=5,
                            dtype=torch.float32)
     ctx = Context(comm, problem, schedule, graph, lambda t: 0.05, 5, make_compressor(name, opts))
-    alg = Choco(gamma=0.3, local_steps=1)
+    alg = Choco(Choco.Config(gamma=0.3, local_steps=1))
     state = alg.init(ctx)
     for t in range(ROUNDS):
         state, _ = alg.round(state, t, ctx)
@@ -43,7 +41,7 @@ def run(comm, name, opts):
 
 def main() -> None:
     mpi = MPIComm(N)
-    for name, opts in CONFIGS:
+    for name, opts in operator_cases():
         X_mpi, stats, layout = run(mpi, name, opts)
         mpi.stats = type(mpi.stats)()
         X_local, local_stats, _ = run(LocalComm(N), name, opts)
@@ -59,29 +57,13 @@ def main() -> None:
         wire_check()
 
 
-# One row of dim 60: a 6x7 matrix, a bias of 6 and a 3x2x2 tensor (low-rank: reshaped to 3x4).
-WIRE_DIM = 60
-WIRE_LAYOUT = [("w", (6, 7)), ("b", (6,)), ("v", (3, 2, 2))]
-# Bytes of one encoded row, written out by hand from each operator's wire format.
-WIRE_FORMULA = {
-    "none": 60 * 4,                      # fp32 values
-    "fp16": 60 * 2,
-    "bf16": 60 * 2,
-    "topk": 12 * (4 + 1),                # ratio 0.2: k = 12 fp32 values + 12 uint8 indices
-    "randomk": 3 * 4,                    # k = 3 values; coordinates come from the shared seed
-    "sign": 4 + 8,                       # fp32 scale + 60 bits packed into 8 bytes
-    "qsgd": 4 + 23,                      # fp32 norm + 60 x (1 sign + 2 level bits) = 180 bits
-    "lowrank": (1 * (6 + 7) + 6 + 1 * (3 + 4)) * 4,  # P, Q of rank 1 per matrix; bias as is
-}
-
-
 def wire_check() -> None:
     n = 4
     mpi = MPIComm(n)
     W = topologies.mixing_matrix(topologies.build("ring", n), "metropolis")
     X = torch.randn(n, WIRE_DIM, generator=torch.Generator().manual_seed(2))[mpi.nodes.start:
                                                                               mpi.nodes.stop]
-    for name, opts in CONFIGS:
+    for name, opts in operator_cases():
         c = make_compressor(name, opts)
         state = c.init(WIRE_DIM, mpi.nodes, WIRE_LAYOUT, seed=3)
         payload, state = c.encode(X, state, 0)
@@ -92,7 +74,7 @@ def wire_check() -> None:
             print(json.dumps({
                 "wire": name, "mpi_bytes_sent": stats.mpi_bytes_sent,
                 "bytes_sent": stats.bytes_sent, "messages": stats.messages,
-                "formula_row_bytes": WIRE_FORMULA[name],
+                "formula_row_bytes": wire_formula(name),
                 "operator_row_bytes": c.payload_row_bytes(WIRE_DIM, WIRE_LAYOUT),
             }), flush=True)
 

@@ -17,6 +17,10 @@ from gossip.problems.registry import make_problem
 N, D = 16, 20
 
 
+def choco(gamma: float, local_steps: int = 1) -> Choco:
+    return Choco(Choco.Config(gamma=gamma, local_steps=local_steps))
+
+
 class ZeroGradient:
     """Pure averaging: ``f_i = 0``, starting models ``X0``."""
 
@@ -65,14 +69,14 @@ def averaging(alg, compressor, rounds, schedule=None, graph=None):
     ("sign", {}, 0.6, 150, 1e-4),
 ])
 def test_choco_reaches_the_average_where_naive_does_not(name, opts, gamma, rounds, tol):
-    err, drift, stats = averaging(Choco(gamma=gamma, local_steps=1), make_compressor(name, opts),
+    err, drift, stats = averaging(choco(gamma), make_compressor(name, opts),
                                   rounds)
     assert err < tol
     assert drift < 1e-10  # the gossip step never changes the node sum
     row = make_compressor(name, opts).payload_row_bytes(D, None, torch.float64)
     assert stats.bytes_sent == rounds * 2 * N * row  # a ring: two messages per node and round
     err_naive, drift_naive, _ = averaging(
-        CompressedGossipNaive(local_steps=1), make_compressor(name, opts), rounds
+        CompressedGossipNaive(), make_compressor(name, opts), rounds
     )
     assert err_naive > 1e-2 and drift_naive > 1.0
 
@@ -80,7 +84,7 @@ def test_choco_reaches_the_average_where_naive_does_not(name, opts, gamma, round
 @pytest.mark.parametrize("name,opts", [("qsgd", {"levels": 4}), ("randomk", {"k": 5}),
                                        ("lowrank", {"rank": 1})])
 def test_choco_preserves_the_node_sum(name, opts):
-    _, drift, _ = averaging(Choco(gamma=0.2, local_steps=1), make_compressor(name, opts), 10)
+    _, drift, _ = averaging(choco(0.2), make_compressor(name, opts), 10)
     assert drift < 1e-10
 
 
@@ -89,7 +93,7 @@ def test_choco_without_compression_is_dsgd():
     problem = make_problem("quadratic", {"dim": 5, "heterogeneity": 3.0, "sigma": 0.5},
                            n=N, seed=1, dtype=torch.float64)
     ctx = Context(LocalComm(N), problem, schedule, graph, lambda t: 0.05, 1, None)
-    alg = Choco(gamma=1.0, local_steps=2)
+    alg = choco(1.0, 2)
     state = alg.init(ctx)
     X = problem.init_params(range(N))
     W = torch.as_tensor(schedule.matrix(0).toarray())
@@ -104,11 +108,11 @@ def test_choco_without_compression_is_dsgd():
 def test_choco_time_varying_uses_the_base_graph():
     graph = topologies.build("exponential", N)
     schedule = topologies.make_schedule("one_peer_exponential", N)
-    err, drift, stats = averaging(Choco(gamma=0.5, local_steps=1), make_compressor("sign"), 120,
+    err, drift, stats = averaging(choco(0.5), make_compressor("sign"), 120,
                                   schedule, graph)
     assert err < 1e-4 and drift < 1e-10
     # q_j goes to every base-graph neighbour of j (both directions) every round
     degree = sum(len(set(graph.predecessors(v)) | set(graph.successors(v))) for v in range(N))
     assert stats.bytes_sent == 120 * degree * (4 + 3)
     with pytest.raises(ConfigError, match="outside the base graph"):
-        averaging(Choco(gamma=0.5, local_steps=1), None, 2, schedule, topologies.build("ring", N))
+        averaging(choco(0.5), None, 2, schedule, topologies.build("ring", N))

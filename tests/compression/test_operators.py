@@ -13,22 +13,22 @@ from gossip.compression import compressor_names, error_feedback, make_compressor
 from gossip.compression.base import index_dtype, pack_bits, unpack_bits
 from gossip.compression.lowrank import blocks
 from gossip.errors import ConfigError
+from tests.compression.cases import WIRE_DIM, WIRE_LAYOUT, operator_cases, wire_formula
 
+# every registered operator (cases.operator_cases), and more settings of some of them
 CONFIGS = [
-    ("none", {}),
-    ("fp16", {}),
-    ("bf16", {}),
+    *operator_cases(),
     ("topk", {"ratio": 0.1}),
     ("topk", {"k": 7}),
+    ("topk", {}),
     ("randomk", {"k": 5, "unbiased": True}),
     ("randomk", {"ratio": 0.3}),
-    ("sign", {}),
     ("qsgd", {"levels": 1}),
     ("qsgd", {"levels": 5}),
     ("qsgd", {"levels": 127}),
     ("lowrank", {"rank": 2}),
 ]
-LAYOUTS = [None, [("w", (6, 7)), ("b", (6,)), ("v", (3, 2, 2))]]  # dim 60 either way
+LAYOUTS = [None, WIRE_LAYOUT]  # dim 60 either way
 
 
 @pytest.mark.parametrize("name,opts", CONFIGS)
@@ -46,6 +46,15 @@ def test_round_trip_dtype_shape_and_wire_bytes(name, opts, dtype, layout):
     # decoding a subset of rows (what a remote receiver does) gives those rows
     sub = tuple(t[1:3] for t in payload)
     assert torch.equal(c.decode(sub, state, np.arange(4, 6), 2), Y[1:3])
+
+
+@pytest.mark.parametrize("name,opts", operator_cases())
+def test_wire_bytes_equal_the_hand_written_formula(name, opts):
+    c = make_compressor(name, opts)
+    X = torch.randn(4, WIRE_DIM, generator=torch.Generator().manual_seed(2))
+    payload, _ = c.encode(X, c.init(WIRE_DIM, range(4), WIRE_LAYOUT, seed=3), 0)
+    assert payload_row_bytes(payload) == c.payload_row_bytes(WIRE_DIM, WIRE_LAYOUT)
+    assert c.payload_row_bytes(WIRE_DIM, WIRE_LAYOUT) == wire_formula(name)
 
 
 def test_none_is_exact_and_formulas():

@@ -66,11 +66,14 @@ def test_bad_options_name_the_key(options, key):
 def test_unknown_problem_and_late_registration():
     with pytest.raises(ConfigError, match="unknown problem 'quad'.*quadratic"):
         make_problem("quad", {}, n=4, seed=0)
-    from gossip.problems.quadratic import OPTIONS, Quadratic
+    from gossip.problems.quadratic import Quadratic, QuadraticConfig
 
-    register_problem("quadratic_copy", Quadratic, OPTIONS)
+    register_problem("quadratic_copy", QuadraticConfig)(Quadratic)
     try:
         assert "quadratic_copy" in problem_names()
         assert make_problem("quadratic_copy", {"dim": 3}, n=4, seed=0).dim == 3
+        with pytest.raises(ValueError, match="registered twice"):
+            register_problem("quadratic_copy", QuadraticConfig)(Quadratic)
     finally:
-        del PROBLEMS["quadratic_copy"]
+        PROBLEMS.remove("quadratic_copy")
+    assert "quadratic_copy" not in problem_names()

@@ -55,13 +55,13 @@ def crash(out_dir: str) -> None:
     from gossip.problems.registry import register_problem
     from gossip.run import run
 
+    @register_problem("crashing", quadratic.QuadraticConfig)
     class Crashing(quadratic.Quadratic):
         def gradients(self, X: torch.Tensor, nodes: range, step: int):
             if 5 in nodes and step == 3:
                 raise RuntimeError("node 5 failed at step 3")
             return super().gradients(X, nodes, step)
 
-    register_problem("crashing", Crashing, quadratic.OPTIONS)
     config = load_config(None, ["problem.name=crashing", "nodes=8", "rounds=50",
                                 f"out='{out_dir}'", "name=crash"])
     comm = make_comm(8)
