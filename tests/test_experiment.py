@@ -108,10 +108,10 @@ class SleepyComm(LocalComm):
         super().__init__(n)
         self.mixes = 0
 
-    def mix(self, X, W):
+    def mix(self, X, W, t=None):
         self.mixes += 1
         time.sleep(NAP)
-        return super().mix(X, W)
+        return super().mix(X, W, t)
 
 
 def test_comm_time_measures_communication_and_compute_time_excludes_it(tmp_path):
