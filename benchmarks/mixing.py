@@ -229,7 +229,7 @@ def methods(schedule, X: torch.Tensor, extra: bool = False) -> dict:
     rounds = itertools.count()
     W = schedule.matrix(0)
     plan = diagonal_plan(W, dt, dev)
-    csr = sp.csr_array(W)
+    csr = sp.csr_array(W, copy=True)  # W(t) is read-only; torch tensors want writeable arrays
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         S = torch.sparse_csr_tensor(
@@ -239,7 +239,7 @@ def methods(schedule, X: torch.Tensor, extra: bool = False) -> dict:
             size=csr.shape,
             check_invariants=False,
         ).to(dev)
-    coo = sp.coo_array(W)
+    coo = sp.coo_array(csr)
     rows = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
     cols = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
     vals = torch.from_numpy(coo.data).to(dtype=dt, device=dev)[:, None]
