@@ -41,7 +41,7 @@ from gossip.launch_env import torch_threads
 from gossip.metrics import TimedComm
 from gossip.rundir import default_name, new_run_dir, versions
 
-__all__ = ["Experiment", "Progress", "on_rank0"]
+__all__ = ["Experiment", "Progress", "check_builds", "on_rank0"]
 
 
 def _clocks() -> dict[str, float]:
@@ -75,6 +75,25 @@ def on_rank0(comm: Communicator, fn):
     if result[0] == "error":
         raise ConfigError(result[1])
     return result[1]
+
+
+def _network(config: Config):
+    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``."""
+    from gossip.compression import make_compressor
+
+    graph, schedule = build_topology(config)
+    comp = {k: v for k, v in config["compression"].items() if v is not None}
+    name = comp.pop("name")
+    compressor = make_compressor(name, comp)
+    return graph, schedule, None if name == "none" else compressor  # None: no compression
+
+
+def check_builds(config: Config) -> None:
+    """Build the graph, schedule and compressor of ``config`` and drop them (ConfigError
+    naming the key when one cannot be built). Not part of a run: ``gossip sweep`` calls it for
+    every point before the first run, so a bad point fails in seconds, not after the runs
+    before it; the problem (data) is not built."""
+    _network(config)
 
 
 @dataclass
@@ -114,7 +133,6 @@ class Experiment:
         """Build every object of the run once; ConfigError (one line, every rank) when the
         config cannot be built (``comm`` default: ``make_comm(nodes)``, MPI under mpiexec)."""
         from gossip.algorithms import ALGORITHMS, Context, make_algorithm
-        from gossip.compression import make_compressor
         from gossip.problems.registry import make_problem
         from gossip.run import lr_schedule
         from topologies import TopologyError
@@ -129,12 +147,7 @@ class Experiment:
         timed.paused = True
         torch.manual_seed(config["seed"])
         device = pick_device(config["device"], local_rank(comm) if hasattr(comm, "mpi") else 0)
-        graph, schedule = build_topology(config)
-        comp = {k: v for k, v in config["compression"].items() if v is not None}
-        comp_name = comp.pop("name")
-        compressor = make_compressor(comp_name, comp)
-        if comp_name == "none":
-            compressor = None  # algorithms read None as "no compression"
+        graph, schedule, compressor = _network(config)
         prob = {k: v for k, v in config["problem"].items() if v is not None}
         problem = make_problem(prob.pop("name"), prob, n=n, seed=config["seed"],
                                device=device, dtype=getattr(torch, config["dtype"]))
