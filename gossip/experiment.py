@@ -25,6 +25,8 @@ all a checkpoint needs besides the counters, clocks, records and RNG states in
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +43,32 @@ from gossip.launch_env import torch_threads
 from gossip.metrics import TimedComm
 from gossip.rundir import default_name, new_run_dir, versions
 
-__all__ = ["Experiment", "Progress", "check_builds", "on_rank0"]
+__all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
+
+
+def lr_schedule(alg: Mapping[str, Any], rounds: int) -> Callable[[int], float]:
+    """``eta(t)`` from ``[algorithm]``: linear warm-up, then constant, cosine or step.
+
+    Warm-up: ``eta (t + 1) / warmup_rounds`` for ``t < warmup_rounds``. After it, with
+    ``s = t - warmup_rounds`` and ``T = rounds - warmup_rounds``:
+    ``constant`` ``eta``; ``cosine`` ``eta_min + (eta - eta_min) (1 + cos(pi s / T)) / 2``
+    (Loshchilov & Hutter, 2017); ``step`` ``eta * factor ** (s // lr_decay_rounds)``.
+    """
+    base, kind, warm = alg["lr"], alg["lr_schedule"], alg["warmup_rounds"]
+    horizon = max(1, rounds - warm)
+
+    def lr(t: int) -> float:
+        if t < warm:
+            return base * (t + 1) / warm
+        s = t - warm
+        if kind == "cosine":
+            lo = alg["lr_min"]
+            return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * min(s, horizon) / horizon))
+        if kind == "step":
+            return base * alg["lr_decay_factor"] ** (s // alg["lr_decay_rounds"])
+        return base
+
+    return lr
 
 
 def _clocks() -> dict[str, float]:
@@ -134,7 +161,6 @@ class Experiment:
         config cannot be built (``comm`` default: ``make_comm(nodes)``, MPI under mpiexec)."""
         from gossip.algorithms import ALGORITHMS, Context, make_algorithm
         from gossip.problems.registry import make_problem
-        from gossip.run import lr_schedule
         from topologies import TopologyError
 
         n = config["nodes"]
