@@ -225,8 +225,8 @@ def validate(raw: Mapping[str, Any]) -> Config:
         if not isinstance(given, dict):
             raise ConfigError(f"[{s}] must be a table of keys, got {given!r}")
         sections[s] = {**DEFAULTS[s], **given} if s != "algorithm" else _merge_alg(given)
-    top = resolve("", raw, RUN_OPTIONS) if not _unknown_top(raw) else None
-    out: dict[str, Any] = dict(top)
+    _check_top_keys(raw)
+    out: dict[str, Any] = dict(resolve("", raw, RUN_OPTIONS))
     out["topology"] = resolve_topology(sections["topology"], out)
     out["algorithm"] = _algorithm(sections["algorithm"])
     out["problem"], out["data"], out["model"] = _problem(sections)
@@ -234,13 +234,12 @@ def validate(raw: Mapping[str, Any]) -> Config:
     return Config(out)
 
 
-def _unknown_top(raw: dict) -> bool:
+def _check_top_keys(raw: dict) -> None:
     known = {o.name for o in RUN_OPTIONS}
     for key in raw:
         if key not in known:
             valid = ", ".join([*sorted(known), *(f"[{s}]" for s in SECTIONS)])
             raise ConfigError(f"unknown key {key!r}; valid top-level keys: {valid}")
-    return False
 
 
 def _merge_alg(given: dict) -> dict:

@@ -25,6 +25,8 @@ all a checkpoint needs besides the counters, clocks, records and RNG states in
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +43,32 @@ from gossip.launch_env import torch_threads
 from gossip.metrics import TimedComm
 from gossip.rundir import default_name, new_run_dir, versions
 
-__all__ = ["Experiment", "Progress", "on_rank0"]
+__all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
+
+
+def lr_schedule(alg: Mapping[str, Any], rounds: int) -> Callable[[int], float]:
+    """``eta(t)`` from ``[algorithm]``: linear warm-up, then constant, cosine or step.
+
+    Warm-up: ``eta (t + 1) / warmup_rounds`` for ``t < warmup_rounds``. After it, with
+    ``s = t - warmup_rounds`` and ``T = rounds - warmup_rounds``:
+    ``constant`` ``eta``; ``cosine`` ``eta_min + (eta - eta_min) (1 + cos(pi s / T)) / 2``
+    (Loshchilov & Hutter, 2017); ``step`` ``eta * factor ** (s // lr_decay_rounds)``.
+    """
+    base, kind, warm = alg["lr"], alg["lr_schedule"], alg["warmup_rounds"]
+    horizon = max(1, rounds - warm)
+
+    def lr(t: int) -> float:
+        if t < warm:
+            return base * (t + 1) / warm
+        s = t - warm
+        if kind == "cosine":
+            lo = alg["lr_min"]
+            return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * min(s, horizon) / horizon))
+        if kind == "step":
+            return base * alg["lr_decay_factor"] ** (s // alg["lr_decay_rounds"])
+        return base
+
+    return lr
 
 
 def _clocks() -> dict[str, float]:
@@ -75,6 +102,25 @@ def on_rank0(comm: Communicator, fn):
     if result[0] == "error":
         raise ConfigError(result[1])
     return result[1]
+
+
+def _network(config: Config):
+    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``."""
+    from gossip.compression import make_compressor
+
+    graph, schedule = build_topology(config)
+    comp = {k: v for k, v in config["compression"].items() if v is not None}
+    name = comp.pop("name")
+    compressor = make_compressor(name, comp)
+    return graph, schedule, None if name == "none" else compressor  # None: no compression
+
+
+def check_builds(config: Config) -> None:
+    """Build the graph, schedule and compressor of ``config`` and drop them (ConfigError
+    naming the key when one cannot be built). Not part of a run: ``gossip sweep`` calls it for
+    every point before the first run, so a bad point fails in seconds, not after the runs
+    before it; the problem (data) is not built."""
+    _network(config)
 
 
 @dataclass
@@ -114,9 +160,7 @@ class Experiment:
         """Build every object of the run once; ConfigError (one line, every rank) when the
         config cannot be built (``comm`` default: ``make_comm(nodes)``, MPI under mpiexec)."""
         from gossip.algorithms import ALGORITHMS, Context, make_algorithm
-        from gossip.compression import make_compressor
         from gossip.problems.registry import make_problem
-        from gossip.run import lr_schedule
         from topologies import TopologyError
 
         n = config["nodes"]
@@ -129,12 +173,7 @@ class Experiment:
         timed.paused = True
         torch.manual_seed(config["seed"])
         device = pick_device(config["device"], local_rank(comm) if hasattr(comm, "mpi") else 0)
-        graph, schedule = build_topology(config)
-        comp = {k: v for k, v in config["compression"].items() if v is not None}
-        comp_name = comp.pop("name")
-        compressor = make_compressor(comp_name, comp)
-        if comp_name == "none":
-            compressor = None  # algorithms read None as "no compression"
+        graph, schedule, compressor = _network(config)
         prob = {k: v for k, v in config["problem"].items() if v is not None}
         problem = make_problem(prob.pop("name"), prob, n=n, seed=config["seed"],
                                device=device, dtype=getattr(torch, config["dtype"]))

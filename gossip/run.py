@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import torch
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError
-from gossip.experiment import Experiment, Progress
+from gossip.experiment import Experiment, Progress, lr_schedule
 from gossip.metrics import consensus_distance, make_record
 from gossip.rundir import MetricsWriter, write_json
 
@@ -39,31 +38,6 @@ RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out"
 
 class TrainingDiverged(ConfigError):
     """The training loss became NaN or infinite."""
-
-
-def lr_schedule(alg: Mapping[str, Any], rounds: int) -> Callable[[int], float]:
-    """``eta(t)`` from ``[algorithm]``: linear warm-up, then constant, cosine or step.
-
-    Warm-up: ``eta (t + 1) / warmup_rounds`` for ``t < warmup_rounds``. After it, with
-    ``s = t - warmup_rounds`` and ``T = rounds - warmup_rounds``:
-    ``constant`` ``eta``; ``cosine`` ``eta_min + (eta - eta_min) (1 + cos(pi s / T)) / 2``
-    (Loshchilov & Hutter, 2017); ``step`` ``eta * factor ** (s // lr_decay_rounds)``.
-    """
-    base, kind, warm = alg["lr"], alg["lr_schedule"], alg["warmup_rounds"]
-    horizon = max(1, rounds - warm)
-
-    def lr(t: int) -> float:
-        if t < warm:
-            return base * (t + 1) / warm
-        s = t - warm
-        if kind == "cosine":
-            lo = alg["lr_min"]
-            return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * min(s, horizon) / horizon))
-        if kind == "step":
-            return base * alg["lr_decay_factor"] ** (s // alg["lr_decay_rounds"])
-        return base
-
-    return lr
 
 
 def _resume_config(run_dir: Path, given: Config | None) -> Config:

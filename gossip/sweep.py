@@ -143,10 +143,7 @@ def mpi_command(
     nprocs: int, config: str | Path | None, overrides: Sequence[str], out: Path, name: str
 ) -> list[str]:
     """``mpiexec -n P python -m gossip.cli train --config ... --set ... --out ... --name ...``."""
-    from gossip.cli import SUBCOMMANDS
-
-    entry = ["-m", "gossip.cli", "train"] if "train" in SUBCOMMANDS else ["-m", "gossip.train_cli"]
-    cmd = [_mpiexec(), "-n", str(nprocs), sys.executable, *entry]
+    cmd = [_mpiexec(), "-n", str(nprocs), sys.executable, "-m", "gossip.cli", "train"]
     if config is not None:
         cmd += ["--config", str(config)]
     for text in overrides:
@@ -203,7 +200,8 @@ def run_sweep(
     Raises
     ------
     ConfigError
-        A grid point's configuration is invalid (every point is checked before any runs).
+        A grid point's configuration is invalid or its graph or compressor cannot be built
+        (every point is checked before any runs, :func:`gossip.experiment.check_builds`).
     SweepError
         A run under ``mpiexec`` failed.
     """
@@ -211,6 +209,7 @@ def run_sweep(
     from analysis.run_figures import plot_runs
     from analysis.runs import load_runs
     from gossip.config import load_config
+    from gossip.experiment import check_builds
 
     if mpi is not None and mpi < 1:
         raise ConfigError(f"--mpi must be a positive number of ranks, got {mpi}")
@@ -221,6 +220,7 @@ def run_sweep(
     for point, name in zip(points, names):
         overrides = [*sets, *(f"{k}={v}" for k, v in point.items())]
         cfg = load_config(config, [*overrides, f"out={_quoted(str(out))}", f"name={_quoted(name)}"])
+        check_builds(cfg)
         if (out / name / "config.toml").exists():
             raise ConfigError(f"run folder {str(out / name)!r} already holds a run; "
                               "choose another --out")

@@ -153,3 +153,29 @@ def test_bad_omp_num_threads_is_a_config_error(tmp_path, monkeypatch, keep_threa
     with pytest.raises(ConfigError, match="OMP_NUM_THREADS='many'.*threads=N"):
         Experiment.build(cfg(tmp_path))
     Experiment.build(cfg(tmp_path, "threads=1"))  # the key wins; the variable is not read
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def test_restore_state_puts_nested_tensors_where_the_template_has_them():
+    """A compressor state inside the algorithm state (ChocoState.C) is restored like X."""
+    from typing import NamedTuple
+
+    from gossip.checkpoint import restore_state
+
+    class Inner(NamedTuple):
+        memory: tuple
+        seed: int
+
+    class State(NamedTuple):
+        X: torch.Tensor
+        C: Inner
+
+    f64 = torch.float64
+    template = State(torch.zeros(2, dtype=f64), Inner((torch.zeros(3, dtype=f64),), 5))
+    saved = State(torch.ones(2), Inner((torch.ones(3),), 5))._asdict()
+    out = restore_state(template, saved)
+    assert type(out.C) is Inner and out.C.seed == 5
+    assert out.X.dtype == f64 and out.C.memory[0].dtype == f64
+    assert torch.equal(out.C.memory[0], torch.ones(3, dtype=f64))

@@ -53,14 +53,7 @@ def test_two_ranks_of_the_cli():
     assert proc.stdout.splitlines() == [f"gossip {__version__}"] * 2
 
 
-def _train_wired() -> bool:
-    from gossip.cli import SUBCOMMANDS
-
-    return "train" in SUBCOMMANDS
-
-
 @requires_mpi
-@pytest.mark.skipif(not _train_wired(), reason="`train` is not in gossip.cli.SUBCOMMANDS yet")
 def test_two_rank_training_run(tmp_path):
     proc = local_sh(
         "2", "train", "--set", "problem.name=quadratic", "--set", "rounds=5", "--set", "nodes=4",
@@ -75,3 +68,21 @@ def test_two_rank_training_run(tmp_path):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [5]
     assert records[0]["bytes_sent"] > 0
+
+
+def test_the_launch_environment_has_one_definition(tmp_path):
+    """What local.sh exports is gossip.launch_env.mpi_env; variables already set are kept."""
+    from gossip.launch_env import MPI_DEFAULTS, mpi_env
+
+    base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OMP_NUM_THREADS": "3"}
+    script = f'eval "$({sys.executable} -m gossip.launch_env)"; env'
+    proc = subprocess.run(["bash", "-c", script], env={**base, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    want = mpi_env({**base, "PYTHONPATH": str(REPO_ROOT)})
+    for key in [*MPI_DEFAULTS, "PYTHONPATH"]:
+        assert got[key] == want[key], key
+    assert got["OMP_NUM_THREADS"] == "3" and got["OMPI_ALLOW_RUN_AS_ROOT"] == "1"
+    assert got["PYTHONPATH"] == str(REPO_ROOT)
+    assert "gossip.launch_env" in LOCAL_SH.read_text()

@@ -67,12 +67,16 @@ def test_cli_bad_grid_one_line_exit_2(tmp_path, capsys, grid):
     assert not (tmp_path / "s").exists()
 
 
-def test_bad_point_fails_before_any_run(tmp_path, capsys):
-    args = parse(["--grid", "topology.name=ring,no_such_graph", "--out", str(tmp_path / "s"),
-                  *(x for s in BASE for x in ("--set", s))])
+@pytest.mark.parametrize("grid, extra, needle, first", [
+    ("topology.name=ring,no_such_graph", [], "no_such_graph", "topology.name-ring"),
+    ("nodes=4,6", ["topology.name=hypercube"], "hypercube", "nodes-4"),  # only building shows
+])
+def test_bad_point_fails_before_any_run(tmp_path, capsys, grid, extra, needle, first):
+    args = parse(["--grid", grid, "--out", str(tmp_path / "s"),
+                  *(x for s in [*BASE, *extra] for x in ("--set", s))])
     assert sweep_cli.run(args) == 2
-    assert "no_such_graph" in capsys.readouterr().err
-    assert not (tmp_path / "s" / "topology.name-ring").exists()
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "s" / first).exists()
 
 
 def final(folder, key):
