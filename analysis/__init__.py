@@ -4,7 +4,7 @@ Modules
 -------
 ``analysis.topology_report``
     Spectral-gap rows for (topology, n) pairs and their text / JSON / CSV formatters.
-``analysis.figures``
+``analysis.topology_figures``
     Matplotlib (Agg) figures: spectral gap vs n, eigenvalue spectra, graph drawings, and
     ``write_report`` which puts ``report.md``, ``report.csv`` and the PNGs in one folder.
 ``analysis.topology_cli``

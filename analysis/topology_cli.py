@@ -5,7 +5,7 @@ one_peer_exponential] [--weights metropolis] [--seed 0] [--tau T] [--out DIR]
 [--format table|json|csv]`` prints one row per (topology, n)
 (:func:`analysis.topology_report.report_rows`); ``json`` and ``csv`` print nothing else on
 stdout, so scripts can parse it. ``--out DIR`` also writes ``report.md``, ``report.csv`` and
-PNGs (:func:`analysis.figures.write_report`).
+PNGs (:func:`analysis.topology_figures.write_report`).
 
 ``gossip topology show NAME [--nodes N] [--weights RULE] [--option key=value ...]
 [--seed 0] [--out DIR]`` prints the summary of one graph (:func:`topologies.summary`, degree
@@ -188,7 +188,7 @@ def _report(args: argparse.Namespace) -> int:
     elif skipped:  # stdout holds only the JSON / CSV that scripts parse
         sys.stderr.write("".join(f"gossip topology: skipped {note}\n" for note in skipped))
     if args.out is not None:
-        from analysis.figures import write_report
+        from analysis.topology_figures import write_report
 
         written = write_report(rows, args.out, skipped=skipped, seed=seed)
         if fmt == "table":
@@ -234,7 +234,7 @@ def _show(args: argparse.Namespace) -> int:
         with np.printoptions(precision=4, suppress=True, linewidth=200):
             print(W.toarray())
     if args.out is not None:
-        from analysis.figures import DRAW_MAX, SPECTRUM_MAX, draw_graph, plot_spectrum
+        from analysis.topology_figures import DRAW_MAX, SPECTRUM_MAX, draw_graph, plot_spectrum
         from analysis.topology_report import to_json
 
         out = Path(args.out)

@@ -4,7 +4,7 @@ Every script records where and how it ran (:func:`machine`), times a callable wi
 synchronised around the timed region (:func:`time_per_call`), prints a Markdown table and writes
 ``<name>-<device>.json`` and ``.md`` into the results folder (:func:`write_results`).
 
-Only the standard library (and :mod:`gossip.launch_env`, whose ``mpi_env`` is the environment
+Only the standard library (and :mod:`gossip.runner.launch_env`, whose ``mpi_env`` is the environment
 of every ``mpiexec`` start here) is imported at top level: the scripts import torch inside
 their ``run`` functions.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gossip.launch_env import mpi_env
+from gossip.runner.launch_env import mpi_env
 
 __all__ = [
     "RESULTS",

@@ -5,13 +5,16 @@ node's mini-batch of 32 random inputs (``f_i(x_i) = 1/B sum_k CE(mlp(x_i; a_k), 
 ``x_i <- x_i - eta g_i``. Data are random tensors made before the clock starts (no I/O in the
 timed region). Modes, for ``n`` nodes:
 
-- ``vmap``: the whole node block in one process, ``gossip.training.vectorized_grads``
+- ``vmap``: the whole node block in one process,
+  ``gossip.problems.classification.backends.vectorized_grads``
   (``torch.func.vmap(grad_and_value(functional_call))`` over the node axis);
-- ``fused``: the same block with ``gossip.training.fused_grads`` (the library's hand-written
-  batched forward/backward for Flatten/Linear/ReLU chains, the default backend for ``mlp``);
+- ``fused``: the same block with ``gossip.problems.classification.backends.fused_grads`` (the
+  library's hand-written batched forward/backward for Flatten/Linear/ReLU chains, the default
+  backend for ``mlp``);
 - ``bmm``: the same block with the hand-written batched forward/backward :func:`bmm_grads`
   (no autograd): the reference for how fast any vectorisation of this model can be;
-- ``loop``: the same block with ``gossip.training.loop_grads`` (one autograd call per node);
+- ``loop``: the same block with ``gossip.problems.classification.backends.loop_grads``
+  (one autograd call per node);
 - ``vmap+mix``: a full D-SGD round ``X <- W (X - eta G)`` (Lian et al. 2017) with
   ``LocalComm(n).mix`` on a Metropolis ring;
 - ``vmap+mix graph`` (CUDA only): the same round replayed from a CUDA graph;
@@ -197,7 +200,7 @@ def measure_block(n: int, args, include_loop: bool) -> list[dict]:
     (and its CUDA graph)."""
 
     from gossip.comm.local import LocalComm
-    from gossip.training import fused_grads, loop_grads, vectorized_grads
+    from gossip.problems.classification.backends import fused_grads, loop_grads, vectorized_grads
 
     model, X, bx, by = _setup(n, args.device)
     repeats = 1 if args.quick else args.repeats
@@ -272,7 +275,7 @@ def worker(args) -> int:
     from mpi4py import MPI
 
     from gossip.comm.mpi import MPIComm
-    from gossip.training import vectorized_grads
+    from gossip.problems.classification.backends import vectorized_grads
 
     torch.set_num_threads(1)
     world = MPI.COMM_WORLD

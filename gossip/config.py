@@ -53,7 +53,7 @@ RUN_OPTIONS: list[Option] = [
         int,
         0,
         "torch CPU threads per process (0: OMP_NUM_THREADS if set, else 1; "
-        "gossip.launch_env.torch_threads); 1 is fastest when processes share the cores",
+        "gossip.runner.launch_env.torch_threads); 1 is fastest when processes share the cores",
         check=non_negative,
     ),
     Option("device", str, "auto", "where node blocks live", choices=("auto", "cpu", "cuda")),
@@ -216,7 +216,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     ranges are checked here; nothing is built. What only building shows (a graph that does
     not exist for ``nodes`` or is disconnected, a mixing rule that does not apply, compressor
     keys that do not fit together) is reported, as a ConfigError, by the one build of the run
-    (:meth:`gossip.experiment.Experiment.build`).
+    (:meth:`gossip.runner.experiment.Experiment.build`).
     """
     raw = copy.deepcopy(dict(raw))
     sections = {}

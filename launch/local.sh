@@ -6,7 +6,7 @@
 #
 # - uses the mpiexec and python of the active (or ./.venv) virtual environment, so every rank
 #   finds the same interpreter and packages;
-# - sets the environment of gossip.launch_env.mpi_env: running as root allowed (containers),
+# - sets the environment of gossip.runner.launch_env.mpi_env: running as root allowed (containers),
 #   oversubscribing the cores allowed (Open MPI 5 and 4 variables), one torch / OpenMP thread
 #   per rank (OMP_NUM_THREADS=1, unless set: several threads per rank make rounds 30-40x
 #   slower when ranks share cores), the checkout first on PYTHONPATH.
@@ -31,13 +31,13 @@ if [ -z "$mpiexec" ]; then
     exit 2
 fi
 
-# The launch environment has one definition: gossip.launch_env.mpi_env (variables already set
+# The launch environment has one definition: gossip.runner.launch_env.mpi_env (variables already set
 # keep their values).
-exports=$("$python" -m gossip.launch_env) || {
+exports=$("$python" -m gossip.runner.launch_env) || {
     echo "launch/local.sh: $python cannot import gossip; pip install -e '.[mpi]'" >&2
     exit 2
 }
 eval "$exports"
 
 # shellcheck disable=SC2086
-exec "$mpiexec" ${MPIEXEC_FLAGS:-} -n "$nprocs" "$python" -m gossip.cli "$@"
+exec "$mpiexec" ${MPIEXEC_FLAGS:-} -n "$nprocs" "$python" -m gossip "$@"

@@ -10,7 +10,7 @@ Use from any test::
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 ``run_mpi`` starts ``mpiexec -n P <this python> args...`` with the environment of every
-``mpiexec`` start (:func:`gossip.launch_env.mpi_env`: root allowed, oversubscription allowed,
+``mpiexec`` start (:func:`gossip.runner.launch_env.mpi_env`: root allowed, oversubscription allowed,
 one OpenMP thread per rank, the repository first on ``PYTHONPATH``), captures stdout and
 stderr, and on timeout kills the whole process group (mpiexec and every rank) and fails the
 test with what was printed so far: a hung collective fails in ``timeout`` seconds instead of
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from gossip.launch_env import mpi_env
+from gossip.runner.launch_env import mpi_env
 
 __all__ = ["REPO_ROOT", "json_lines", "mpi_available", "mpiexec", "requires_mpi"]
 __all__ += ["run_mpi"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gossip.launch_env import mpi_env
+from gossip.runner.launch_env import mpi_env
 from tests.mpi_util import REPO_ROOT, requires_mpi
 
 BENCH = REPO_ROOT / "benchmarks"
@@ -56,7 +56,7 @@ def _measured(doc: dict) -> list[dict]:
 def test_bmm_grads_equal_autograd() -> None:
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks.simulation import _setup, bmm_grads
-    from gossip.training import vectorized_grads
+    from gossip.problems.classification.backends import vectorized_grads
 
     model, X, bx, by = _setup(3, "cpu")
     model, X, bx = model.double(), X.double(), bx.double()

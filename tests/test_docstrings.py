@@ -31,7 +31,7 @@ WITH_EXAMPLES = _with_examples()
 
 
 def test_the_packages_have_examples():
-    assert {"gossip.config", "gossip.sweep", "topologies.spectral"} <= set(WITH_EXAMPLES)
+    assert {"gossip.config", "gossip.runner.sweep", "topologies.spectral"} <= set(WITH_EXAMPLES)
 
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)

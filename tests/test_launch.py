@@ -71,11 +71,11 @@ def test_two_rank_training_run(tmp_path):
 
 
 def test_the_launch_environment_has_one_definition(tmp_path):
-    """What local.sh exports is gossip.launch_env.mpi_env; variables already set are kept."""
-    from gossip.launch_env import MPI_DEFAULTS, mpi_env
+    """What local.sh exports is gossip.runner.launch_env.mpi_env; variables already set are kept."""
+    from gossip.runner.launch_env import MPI_DEFAULTS, mpi_env
 
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OMP_NUM_THREADS": "3"}
-    script = f'eval "$({sys.executable} -m gossip.launch_env)"; env'
+    script = f'eval "$({sys.executable} -m gossip.runner.launch_env)"; env'
     proc = subprocess.run(["bash", "-c", script], env={**base, "PYTHONPATH": str(REPO_ROOT)},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -85,4 +85,4 @@ def test_the_launch_environment_has_one_definition(tmp_path):
         assert got[key] == want[key], key
     assert got["OMP_NUM_THREADS"] == "3" and got["OMPI_ALLOW_RUN_AS_ROOT"] == "1"
     assert got["PYTHONPATH"] == str(REPO_ROOT)
-    assert "gossip.launch_env" in LOCAL_SH.read_text()
+    assert "gossip.runner.launch_env" in LOCAL_SH.read_text()

@@ -134,7 +134,7 @@ def test_a_new_entry_is_picked_up_by_the_contract_tests(toy_module, tmp_path):
     assert "toy_scale: scale of the sent rows" in describe_keys()
     assert "algorithm.name = 'toy_dsgd':" in describe_keys()
     # and it runs end to end
-    from gossip.run import run
+    from gossip.runner.loop import run
 
     config = load_config(None, [
         "problem.name=quadratic", "nodes=4", "rounds=2", "eval_every=1", "algorithm.name=toy_dsgd",

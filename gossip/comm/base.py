@@ -37,7 +37,7 @@ import torch
 
 from gossip.comm.channel import IDENTITY, Channel, Delivery, repair_mix, upload_rows
 from gossip.comm.mixing import apply_rows, messages_from
-from gossip.placement import Placement
+from gossip.comm.placement import Placement
 
 __all__ = [
     "CommStats",

@@ -56,7 +56,8 @@ def make_comm(n: int) -> Communicator:
 
     ``LocalComm(n)`` when not launched by ``mpiexec`` or when the MPI world has one rank;
     otherwise ``MPIComm(n)`` (a :class:`~gossip.errors.ConfigError` when there are more ranks
-    than nodes). Torch threads are the run's business (:func:`gossip.launch_env.torch_threads`).
+    than nodes). Torch threads are the run's business
+    (:func:`gossip.runner.launch_env.torch_threads`).
     """
     from gossip.comm.local import LocalComm
 

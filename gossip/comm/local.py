@@ -21,7 +21,7 @@ from gossip.comm.base import (
     payload_row_bytes,
 )
 from gossip.comm.channel import deliver, deliver_messages
-from gossip.placement import Placement
+from gossip.comm.placement import Placement
 
 __all__ = ["LocalComm"]
 

@@ -48,8 +48,8 @@ from gossip.comm.base import (
 from gossip.comm.channel import deliver, deliver_messages
 from gossip.comm.mixing import apply_rows, remember
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
+from gossip.comm.placement import Placement
 from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
-from gossip.placement import Placement
 
 __all__ = ["PLAN_CACHE_SIZE", "MPIComm", "SharePlan", "share_plan"]
 

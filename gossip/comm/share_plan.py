@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from gossip.placement import Placement
+from gossip.comm.placement import Placement
 
 __all__ = ["SharePlan", "pattern_key", "share_plan"]
 

@@ -165,8 +165,8 @@ def test_describe_reports_both_trees_and_the_overlay():
 
 def test_resume_of_a_double_binary_run_equals_the_uninterrupted_run(tmp_path):
     from gossip.config import load_config
-    from gossip.run import run as run_config
-    from gossip.rundir import read_metrics
+    from gossip.runner.loop import run as run_config
+    from gossip.runner.rundir import read_metrics
 
     base = ["problem.name=quadratic", "nodes=6", "problem.dim=5", "problem.sigma=0.3",
             "algorithm.name=relaysum_model", "algorithm.tree=double_binary", "eval_every=3",

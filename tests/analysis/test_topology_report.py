@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import topologies
-from analysis.figures import draw_graph, plot_gap_vs_n, plot_spectrum, write_report
+from analysis.topology_figures import draw_graph, plot_gap_vs_n, plot_spectrum, write_report
 from analysis.topology_report import (
     ROW_KEYS,
     SCHEDULE_KEYS,

@@ -1,7 +1,7 @@
 """Run under ``mpiexec -n P``: how often a real run builds its mixing operators and share plans.
 
 Wraps the builders behind the communicator's caches with call counters, runs
-``gossip.run.run`` on the configuration given by ``--set key=value`` (run folders under
+``gossip.runner.loop.run`` on the configuration given by ``--set key=value`` (run folders under
 ``--out``), and every rank prints one JSON line::
 
     {"rank": r, "builds": {"pattern_key": ..., "share_plan": ..., "remote_operator": ...,
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from gossip.config import load_config
-    from gossip.run import run
+    from gossip.runner.loop import run
 
     counts = count_builds(list(BUILDERS))
     summary = run(load_config(None, [f"out='{args.out}'", *args.sets]), quiet=True)

@@ -17,8 +17,8 @@ import topologies
 from gossip.comm import channel as channel_module
 from gossip.comm.channel import SERVER, DropChannel, ReplaceChannel, uniform
 from gossip.comm.local import LocalComm
+from gossip.comm.timed import TimedComm
 from gossip.compression import make_compressor
-from gossip.metrics import TimedComm
 from tests.algorithms.alg_helpers import FixedSchedule, context, quadratic, run, static_schedule
 
 

@@ -2,7 +2,7 @@
 
 Counted, not timed: the builders behind the caches (``torch_matrix``, ``diagonal_plan``, the
 message count; under MPI also the share plan and the remote-rows operator) are wrapped with
-call counters (``tests/comm/mpi_count_builds.py``) while ``gossip.run.run`` trains. A static
+call counters (``tests/comm/mpi_count_builds.py``) while ``gossip.runner.loop.run`` trains. A static
 topology builds each once, however many rounds; a time-varying schedule once per distinct
 ``W(t)``, with results equal to the dense ``W(t) @ X``; a resumed run builds its own and ends
 where the uninterrupted run ends.
@@ -17,8 +17,8 @@ import torch
 import topologies
 from gossip.comm.local import LocalComm
 from gossip.config import load_config
-from gossip.run import run
-from gossip.rundir import read_metrics
+from gossip.runner.loop import run
+from gossip.runner.rundir import read_metrics
 from tests.comm.mpi_count_builds import CLOCKS, count_builds
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 

@@ -15,7 +15,7 @@ import topologies
 from gossip.comm import mixing
 from gossip.comm.mixing import apply_rows, senders_to
 from gossip.comm.mixing_ops import add_rows, diagonal_plan, mix_diagonals, rows_operator
-from gossip.placement import Placement
+from gossip.comm.placement import Placement
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
 

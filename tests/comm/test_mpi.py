@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import topologies
 from gossip.comm.local import LocalComm
-from gossip.placement import Placement
+from gossip.comm.placement import Placement
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
 pytestmark = requires_mpi

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from gossip.config import load_config
-from gossip.run import run
-from gossip.rundir import read_metrics
+from gossip.runner.loop import run
+from gossip.runner.rundir import read_metrics
 
 DIM, N, ROUNDS = 40, 6, 5
 BASE = ["problem.name=quadratic", f"nodes={N}", f"problem.dim={DIM}", "algorithm.lr=0.1",

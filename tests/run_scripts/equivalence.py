@@ -1,4 +1,4 @@
-"""Runs every equivalence case of ``tests/test_train_mpi.py`` in one process.
+"""Runs every equivalence case of ``tests/cli/test_train_mpi.py`` in one process.
 
 Usage: ``mpiexec -n P python tests/run_scripts/equivalence.py OUT_DIR [CASE ...]`` (or plain
 ``python``; no cases: all of them).
@@ -37,7 +37,7 @@ def cases() -> dict[str, list[str]]:
 
 def run_cases(out_dir: str, comm=None, only=()) -> None:
     from gossip.config import load_config
-    from gossip.run import run
+    from gossip.runner.loop import run
 
     for case, overrides in cases().items():
         if only and case not in only:
@@ -53,7 +53,7 @@ def crash(out_dir: str) -> None:
     from gossip.config import load_config
     from gossip.problems import quadratic
     from gossip.problems.registry import register_problem
-    from gossip.run import run
+    from gossip.runner.loop import run
 
     @register_problem("crashing", quadratic.QuadraticConfig)
     class Crashing(quadratic.Quadratic):

@@ -12,7 +12,7 @@ project gets (``launch/local.sh``, ``gossip sweep --mpi``, the MPI tests, the be
 - the repository first on ``PYTHONPATH``, so every rank imports this checkout.
 
 A variable already set in the caller's environment keeps its value. ``python -m
-gossip.launch_env`` prints the variables as ``export`` lines for a shell (``launch/local.sh``
+gossip.runner.launch_env`` prints the variables as ``export`` lines for a shell (``launch/local.sh``
 evaluates them).
 
 :func:`torch_threads` is the one rule for torch's intra-op threads of a run (the ``threads``

@@ -8,9 +8,10 @@ Node ``i`` holds the flat parameters ``x_i`` (row ``i`` of ``X``) and a mini-bat
 and its gradient ``g_i = grad f_i(x_i)``. :func:`vectorized_grads` computes every ``g_i`` in one
 call with ``torch.func.vmap(grad_and_value(f))`` over the node axis (``functional_call`` binds
 each node's parameters, viewed from its row without copying); :func:`loop_grads` is the plain
-per-node autograd loop, for models that cannot be vectorised; :mod:`gossip.training.fused`
-(hand-written batched backward for chains of Linear/ReLU) is the fastest where it applies. All
-give the same numbers, and :func:`choose_backend` picks among them.
+per-node autograd loop, for models that cannot be vectorised;
+:mod:`gossip.problems.classification.fused` (hand-written batched backward for chains of
+Linear/ReLU) is the fastest where it applies. All give the same numbers, and :func:`choose_backend`
+picks among them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 
 from gossip.errors import ConfigError
 from gossip.models.flat import Layout, layout_of, unflatten
-from gossip.training.fused import fused_grads, fused_logits, linear_plan
+from gossip.problems.classification.fused import fused_grads, fused_logits, linear_plan
 
 __all__ = [
     "BACKENDS",
@@ -137,11 +138,11 @@ def choose_backend(
     model: nn.Module, input_shape: tuple[int, ...], classes: int, prefer: str = "auto"
 ) -> Backend:
     """The fastest backend that runs on this model and agrees with the loop on a tiny batch.
-
-    ``auto`` tries ``fused`` (:mod:`gossip.training.fused`: chains of Flatten/Linear/ReLU such
-    as ``mlp`` and ``logreg``), then ``vmap``, then falls back to ``loop``. ``fused``, ``vmap``
-    and ``loop`` force one. The returned ``reason`` says which faster backend failed (empty when
-    none did: a model that is not a Linear/ReLU chain simply starts at ``vmap``); it goes into
+ ``auto`` tries ``fused`` (:mod:`gossip.problems.classification.fused`: chains of
+    Flatten/Linear/ReLU such as ``mlp`` and ``logreg``), then ``vmap``, then falls back to ``loop``.
+    ``fused``, ``vmap`` and ``loop`` force one. The returned ``reason`` says which faster backend
+    failed (empty when none did: a model that is not a Linear/ReLU chain simply starts at ``vmap``);
+    it goes into
     ``summary.json``.
 
     Raises

@@ -11,9 +11,9 @@ import torch
 from gossip.comm.local import LocalComm
 from gossip.config import load_config
 from gossip.errors import ConfigError
-from gossip.experiment import Experiment
-from gossip.run import run
-from gossip.rundir import read_metrics
+from gossip.runner.experiment import Experiment
+from gossip.runner.loop import run
+from gossip.runner.rundir import read_metrics
 
 BASE = ["problem.name=quadratic", "nodes=6", "problem.dim=4"]
 
@@ -162,7 +162,7 @@ def test_restore_state_puts_nested_tensors_where_the_template_has_them():
     """A compressor state inside the algorithm state (ChocoState.C) is restored like X."""
     from typing import NamedTuple
 
-    from gossip.checkpoint import restore_state
+    from gossip.runner.checkpoint import restore_state
 
     class Inner(NamedTuple):
         memory: tuple

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from gossip import sweep_cli
+from gossip.cli import sweep as sweep_cli
 from gossip.errors import ConfigError
-from gossip.sweep import grid_points, parse_grid, point_name, run_sweep, split_values
+from gossip.runner.sweep import grid_points, parse_grid, point_name, run_sweep, split_values
 from tests.mpi_util import requires_mpi
 
 BASE = ["problem.name=quadratic", "nodes=4", "rounds=6", "eval_every=3", "topology.name=ring"]
@@ -88,7 +88,7 @@ def final(folder, key):
 
 def test_in_process_sweep_matches_single_runs(tmp_path, capsys):
     from gossip.config import load_config
-    from gossip.run import run
+    from gossip.runner.loop import run
 
     out = tmp_path / "sweep"
     args = parse(["--grid", "algorithm.lr=0.1,0.05", "--out", str(out),

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from gossip import train_cli
+from gossip.cli import train as train_cli
 from gossip.config import load_config
-from gossip.rundir import read_metrics
+from gossip.runner.rundir import read_metrics
 from tests.mpi_util import REPO_ROOT
 
 Q = ["--set", "problem.name=quadratic", "--set", "nodes=4", "--quiet"]
@@ -77,7 +77,7 @@ def test_every_shipped_config_parses_and_quadratic_ones_run(tmp_path, path):
 
 def test_python_dash_m(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "gossip.train_cli", *Q, "--out", tmp_path, "--name", "m",
+        [sys.executable, "-m", "gossip.cli.train", *Q, "--out", tmp_path, "--name", "m",
          "--set", "rounds=2"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
     )
     assert proc.returncode == 0, proc.stderr

@@ -5,7 +5,8 @@ import argparse
 import numpy as np
 import pytest
 
-from gossip.data import class_counts, load_dataset, make_partition, show_cli
+from gossip.cli import data as show_cli
+from gossip.data import class_counts, load_dataset, make_partition
 from gossip.errors import ConfigError
 
 

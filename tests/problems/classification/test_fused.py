@@ -7,7 +7,7 @@ from torch import nn
 from gossip.errors import ConfigError
 from gossip.models import make_model, model_vector
 from gossip.problems.classification import make_classification_problem
-from gossip.training import (
+from gossip.problems.classification.backends import (
     choose_backend,
     fused_grads,
     fused_logits,

@@ -10,9 +10,9 @@ A stochastic gradient at step ``t`` uses node ``i``'s mini-batch ``t``: its samp
 ``t B .. t B + B - 1`` in a stream that visits ``D_i`` in a fresh random order every epoch,
 ``perm(seed, i, epoch)``. The stream depends on ``(seed, i, t)`` only, so the same seed gives
 the same batches in process and over MPI, whatever the placement.
-
-Gradients of the hosted block are computed for all its nodes at once (:mod:`gossip.training`:
-fused batched matmuls for mlp/logreg, ``vmap`` for other models) when the model allows it, else
+ Gradients of the hosted block are computed for all its nodes at once
+(:mod:`gossip.problems.classification.backends`: fused batched matmuls for mlp/logreg, ``vmap`` for
+other models) when the model allows it, else
 in a loop. Data is normalised once and kept on ``device``.
 """
 
@@ -31,8 +31,8 @@ from gossip.models.flat import layout_of, model_vector
 from gossip.models.registry import MODELS, make_model, model_options
 from gossip.options import at_least, non_negative, positive
 from gossip.problems.base import PROBLEMS, Problem, register_problem
+from gossip.problems.classification.grads import BACKENDS, choose_backend
 from gossip.registry import option
-from gossip.training.grads import BACKENDS, choose_backend
 
 __all__ = ["ClassificationConfig", "ClassificationProblem", "make_classification_problem"]
 

@@ -5,13 +5,13 @@ validated :class:`~gossip.config.Config` (validation only checks declarations; w
 building shows, such as a disconnected graph or compressor keys that do not fit together, is
 reported here as a one-line ConfigError, the same on every rank):
 
-- the torch threads (:func:`gossip.launch_env.torch_threads`), the seed and the device;
+- the torch threads (:func:`gossip.runner.launch_env.torch_threads`), the seed and the device;
 - the graph and the schedule ``W(t)`` (:func:`gossip.topology_config.build_topology`);
 - the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
 - the problem, the algorithm, its :class:`~gossip.algorithms.Context` and the state
   ``alg.init(ctx)``.
 
-:func:`gossip.run.run` then reads::
+:func:`gossip.runner.loop.run` then reads::
 
     exp = Experiment.build(config, comm)
     progress = exp.restore(run_dir) if resume else exp.begin()
@@ -33,15 +33,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from gossip.checkpoint import load_checkpoint, restore_rng, restore_state, save_checkpoint
 from gossip.comm.base import CommStats, Communicator
 from gossip.comm.device import local_rank, pick_device
 from gossip.comm.factory import make_comm
+from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError
-from gossip.launch_env import torch_threads
-from gossip.metrics import TimedComm
-from gossip.rundir import default_name, new_run_dir, versions
+from gossip.runner.checkpoint import load_checkpoint, restore_rng, restore_state, save_checkpoint
+from gossip.runner.launch_env import torch_threads
+from gossip.runner.rundir import default_name, new_run_dir, versions
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
 
@@ -80,7 +80,7 @@ class Progress:
     """Where a run stands: rounds done, the metrics records so far, the clocks (seconds).
 
     ``clocks["wall"]`` is the time inside ``alg.round`` calls, ``clocks["comm"]`` the part of
-    it spent inside communicator calls (:class:`~gossip.metrics.TimedComm`) and
+    it spent inside communicator calls (:class:`~gossip.comm.timed.TimedComm`) and
     ``clocks["compute"] = wall - comm``.
     """
 

@@ -6,8 +6,8 @@ order the keys were given (the last key varies fastest), each in its own run fol
 ``DIR/<point name>``, then writes ``DIR/compare.md`` (:func:`analysis.compare.compare_table`)
 and the figures (:func:`analysis.run_figures.plot_runs`) into ``DIR``.
 
-Runs go in this process (:func:`gossip.run.run`) or, with ``mpi=P``, each under
-``mpiexec -n P python -m gossip.cli train ...``.
+Runs go in this process (:func:`gossip.runner.loop.run`) or, with ``mpi=P``, each under
+``mpiexec -n P python -m gossip train ...``.
 
 Examples
 --------
@@ -142,8 +142,8 @@ def _mpiexec() -> str:
 def mpi_command(
     nprocs: int, config: str | Path | None, overrides: Sequence[str], out: Path, name: str
 ) -> list[str]:
-    """``mpiexec -n P python -m gossip.cli train --config ... --set ... --out ... --name ...``."""
-    cmd = [_mpiexec(), "-n", str(nprocs), sys.executable, "-m", "gossip.cli", "train"]
+    """``mpiexec -n P python -m gossip train --config ... --set ... --out ... --name ...``."""
+    cmd = [_mpiexec(), "-n", str(nprocs), sys.executable, "-m", "gossip", "train"]
     if config is not None:
         cmd += ["--config", str(config)]
     for text in overrides:
@@ -152,7 +152,7 @@ def mpi_command(
 
 
 def _run_mpi(cmd: list[str], name: str) -> None:
-    from gossip.launch_env import mpi_env
+    from gossip.runner.launch_env import mpi_env
 
     proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True)
     if proc.returncode != 0:
@@ -201,7 +201,7 @@ def run_sweep(
     ------
     ConfigError
         A grid point's configuration is invalid or its graph or compressor cannot be built
-        (every point is checked before any runs, :func:`gossip.experiment.check_builds`).
+        (every point is checked before any runs, :func:`gossip.runner.experiment.check_builds`).
     SweepError
         A run under ``mpiexec`` failed.
     """
@@ -209,7 +209,7 @@ def run_sweep(
     from analysis.run_figures import plot_runs
     from analysis.runs import load_runs
     from gossip.config import load_config
-    from gossip.experiment import check_builds
+    from gossip.runner.experiment import check_builds
 
     if mpi is not None and mpi < 1:
         raise ConfigError(f"--mpi must be a positive number of ranks, got {mpi}")
@@ -230,7 +230,7 @@ def run_sweep(
         if log is not None:
             log(f"[{k}/{len(plans)}] {name}")
         if mpi is None:
-            from gossip.run import run as run_training
+            from gossip.runner.loop import run as run_training
 
             run_training(cfg, quiet=quiet)
         else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gossip.rundir import read_metrics
+from gossip.runner.rundir import read_metrics
 from tests.mpi_util import REPO_ROOT, requires_mpi, run_mpi
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "run_scripts"))
@@ -73,21 +73,21 @@ def test_exception_on_one_rank_ends_the_run(tmp_path):
 
 @requires_mpi
 def test_train_cli_under_mpi(tmp_path):
-    ok = run_mpi(2, ["-m", "gossip.train_cli", "--quiet", "--out", tmp_path, "--name", "m",
+    ok = run_mpi(2, ["-m", "gossip.cli.train", "--quiet", "--out", tmp_path, "--name", "m",
                      "--set", "problem.name=quadratic", "--set", "nodes=4",
                      "--set", "rounds=3"], timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(tmp_path / "m")  # printed once, by rank 0
     assert len(read_metrics(tmp_path / "m")) == 1
-    bad = run_mpi(2, ["-m", "gossip.train_cli", "--quiet", "--set", "problem.name=quadratic",
+    bad = run_mpi(2, ["-m", "gossip.cli.train", "--quiet", "--set", "problem.name=quadratic",
                       "--set", "nodes=1"], timeout=60)
     assert bad.returncode == 2 and "nodes must be >= 2" in bad.stderr
-    few = run_mpi(3, ["-m", "gossip.train_cli", "--quiet", "--out", tmp_path,
+    few = run_mpi(3, ["-m", "gossip.cli.train", "--quiet", "--out", tmp_path,
                       "--set", "problem.name=quadratic", "--set", "nodes=2",
                       "--set", "topology.name=complete"], timeout=60)
     assert few.returncode == 2 and "more processes than nodes" in few.stderr
     # an error only building shows (no hypercube of 6 nodes): one line per rank, no run folder
-    unbuilt = run_mpi(2, ["-m", "gossip.train_cli", "--quiet", "--out", tmp_path, "--name", "h",
+    unbuilt = run_mpi(2, ["-m", "gossip.cli.train", "--quiet", "--out", tmp_path, "--name", "h",
                           "--set", "problem.name=quadratic", "--set", "nodes=6",
                           "--set", "topology.name=hypercube"], timeout=60)
     assert unbuilt.returncode == 2, unbuilt.stderr

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gossip.config import load_config
     from gossip.errors import ConfigError
-    from gossip.run import run as run_training
+    from gossip.runner.loop import run as run_training
 
     overrides = list(args.overrides)
     if args.out is not None:
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gossip.train_cli``: the subcommand on its own (errors -> exit code 2)."""
+    """``python -m gossip.cli.train``: the subcommand on its own (errors -> exit code 2)."""
     from gossip.errors import GossipError
     from topologies.errors import TopologyError
 

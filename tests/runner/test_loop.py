@@ -10,8 +10,8 @@ import pytest
 
 from gossip.comm.local import LocalComm
 from gossip.config import load_config
-from gossip.run import TrainingDiverged, lr_schedule, run
-from gossip.rundir import read_metrics
+from gossip.runner.loop import TrainingDiverged, lr_schedule, run
+from gossip.runner.rundir import read_metrics
 
 BASE = ["problem.name=quadratic", "nodes=6", "problem.dim=4"]
 TIMES = ("wall_time", "compute_time", "comm_time")

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gossip.comm.placement import Placement
 from gossip.errors import ConfigError
-from gossip.placement import Placement
 
 
 @given(st.integers(1, 300), st.integers(1, 64))

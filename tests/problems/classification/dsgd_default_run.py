@@ -3,8 +3,8 @@
 ``X <- W (X - lr G)`` on 16 in-process nodes, ring with Metropolis weights, the classification
 problem's defaults (MNIST, Dirichlet alpha 0.1, mlp 784-128-10, batch 32)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python tests/training/dsgd_default_run.py [rounds=1000]
-        [lr=0.2] [eval=200] [n=16] [alpha=...] [model=...] ...
+    OMP_NUM_THREADS=1 PYTHONPATH=. python tests/problems/classification/dsgd_default_run.py \
+        [rounds=1000] [lr=0.2] [eval=200] [n=16] [alpha=...] [model=...] ...
 
 and ``... dsgd_default_run.py bench`` for node-steps/s of vmap vs loop for the mlp.
 """
@@ -18,7 +18,7 @@ import topologies
 from gossip.comm.local import LocalComm
 from gossip.models import make_model
 from gossip.problems.classification import make_classification_problem
-from gossip.training import loop_grads, vectorized_grads
+from gossip.problems.classification.backends import loop_grads, vectorized_grads
 
 
 def train(argv):

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.runs import RunFolderError
     from gossip.errors import GossipError
-    from gossip.sweep import SweepError, parse_grid, run_sweep
+    from gossip.runner.sweep import SweepError, parse_grid, run_sweep
     from topologies.errors import TopologyError
 
     out = args.out or f"runs/sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

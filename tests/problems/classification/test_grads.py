@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gossip.models import layout_of, make_model, model_names, model_vector, unflatten
-from gossip.training import (
+from gossip.problems.classification.backends import (
     choose_backend,
     loop_grads,
     loop_logits,

@@ -16,12 +16,12 @@ __all__ = ["main", "SUBCOMMANDS"]
 
 # name -> (module, one-line help). Argument definitions live in ``<module>.add_arguments``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("gossip.train_cli", "run (or resume) one training run"),
+    "train": ("gossip.cli.train", "run (or resume) one training run"),
     "topology": ("analysis.topology_cli", "spectral-gap reports and summaries of topologies"),
-    "data": ("gossip.data.show_cli", "inspect data sets and their partitions over nodes"),
+    "data": ("gossip.cli.data", "inspect data sets and their partitions over nodes"),
     "plot": ("analysis.plot_cli", "figures from run folders"),
     "compare": ("analysis.compare_cli", "a Markdown table comparing run folders"),
-    "sweep": ("gossip.sweep_cli", "run a grid of configurations, then compare them"),
+    "sweep": ("gossip.cli.sweep", "run a grid of configurations, then compare them"),
 }
 
 

@@ -1,13 +1,14 @@
 """The training loop: build a run from its config, go through the rounds, record, checkpoint.
 
-``run()`` reads build -> begin or restore -> loop -> summarise: the run's objects are built
-once (:class:`gossip.experiment.Experiment`), a new run folder is made or the last checkpoint
-loaded (:class:`~gossip.experiment.Progress`), the rounds go, and ``summary.json`` is written.
+``run()`` reads build -> begin or restore -> loop -> summarise: the run's objects are built once
+(:class:`gossip.runner.experiment.Experiment`), a new run folder is made or the last checkpoint
+loaded (:class:`~gossip.runner.experiment.Progress`), the rounds go, and ``summary.json`` is
+written.
 
 Round ``t`` (``t = 0 .. rounds-1``) is one call ``state, losses = alg.round(state, t, ctx)``
 with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every`` rounds and
-after the last one, every rank joins one metrics record (:mod:`gossip.metrics`), which rank 0
-appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.checkpoint`) are written every
+after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
+appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
 ``checkpoint_every`` rounds and at the end; ``run(..., resume=RUN_DIR)`` continues from the
 last one and produces the same records an uninterrupted run does (up to the clocks), because
 every random draw depends on ``(seed, node, step)`` or ``(seed, round)`` only.
@@ -26,9 +27,9 @@ import torch
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError
-from gossip.experiment import Experiment, Progress, lr_schedule
-from gossip.metrics import consensus_distance, make_record
-from gossip.rundir import MetricsWriter, write_json
+from gossip.runner.experiment import Experiment, Progress, lr_schedule
+from gossip.runner.records import consensus_distance, make_record
+from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
 

@@ -159,9 +159,9 @@ def fused_grads(
     model: nn.Module, X: torch.Tensor, batches_x: torch.Tensor, batches_y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients ``G`` ``(b, d)`` and mean cross-entropy losses ``(b,)`` of every node.
-
-    Same contract and numbers as :func:`gossip.training.grads.vectorized_grads`: ``batches_x``
-    is ``(b, B, *input_shape)``, ``batches_y`` ``(b, B)`` class indices, row ``k`` of ``X`` is
+ Same contract and numbers as :func:`gossip.problems.classification.grads.vectorized_grads`:
+``batches_x`` is ``(b, B, *input_shape)``, ``batches_y`` ``(b, B)`` class indices, row ``k`` of
+``X`` is
     evaluated on batch ``k``. The module's own parameters are not used (only its structure).
 
     Raises

@@ -1,8 +1,8 @@
 """Local training of node blocks: fused (hand-written batched backward for Linear/ReLU
 chains), vectorised (``torch.func``) and loop gradients."""
 
-from gossip.training.fused import fused_grads, fused_logits, linear_plan
-from gossip.training.grads import (
+from gossip.problems.classification.fused import fused_grads, fused_logits, linear_plan
+from gossip.problems.classification.grads import (
     BACKENDS,
     Backend,
     choose_backend,

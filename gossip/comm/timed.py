@@ -1,24 +1,20 @@
-"""Metrics of a run: a timed communicator, the consensus distance, one record per evaluation.
+"""A communicator that measures the time spent communicating (the run's ``comm_time``).
 
-A record (one line of ``metrics.jsonl``) holds ``round``, ``wall_time``, ``compute_time``,
-``comm_time``, ``lr``, ``train_loss`` (mean over nodes of the round's losses),
-``consensus_distance`` ``= 1/n sum_i ||x_i - x_bar||^2`` (Koloskova et al. 2020, the
-quantity their rates bound), ``bytes_sent`` (all nodes so far), ``bytes_sent_per_node`` and
-whatever ``problem.evaluate`` returns (``distance_to_optimum``, ``test_accuracy`` ...).
+:class:`TimedComm` wraps any :class:`~gossip.comm.base.Communicator` and delegates every
+operation to it, adding the seconds spent inside each call to ``seconds``; the run loop
+pauses it while it evaluates metrics, so ``comm_time`` counts only the algorithm's rounds.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from gossip.comm.base import Communicator, Delivery, Payload
 
-__all__ = ["TimedComm", "consensus_distance", "finite", "make_record"]
+__all__ = ["TimedComm"]
 
 
 class TimedComm(Communicator):
@@ -113,63 +109,3 @@ class TimedComm(Communicator):
 
     def count_share(self, W, row_bytes: int) -> None:
         return self.inner.count_share(W, row_bytes)
-
-
-def consensus_distance(X: torch.Tensor, comm: Communicator) -> float:
-    """``1/n sum_i ||x_i - x_bar||^2`` over all nodes (collective; same on every rank).
-
-    Computed in float64 so the value does not depend on how nodes are split over ranks
-    beyond summation order.
-    """
-    X = X.reshape(X.shape[0], -1).to(torch.float64)
-    x_bar = comm.mean_rows(X)
-    local = ((X - x_bar) ** 2).sum().reshape(1)
-    return float(comm.allreduce_sum(local)[0]) / comm.n
-
-
-def finite(x: float | None) -> bool:
-    """True for a finite float (None counts as finite: nothing measured)."""
-    return x is None or math.isfinite(x)
-
-
-def make_record(
-    *,
-    round_: int,
-    wall_time: float,
-    comm_time: float,
-    compute_time: float,
-    lr: float,
-    train_loss: float,
-    consensus: float,
-    bytes_sent: int,
-    n: int,
-    evaluation: dict[str, Any],
-    epoch: float | None = None,
-) -> dict[str, Any]:
-    """One metrics line, in a fixed key order (problem metrics last)."""
-    record: dict[str, Any] = {"round": round_}
-    if epoch is not None:
-        record["epoch"] = epoch
-    record.update(
-        wall_time=wall_time,
-        compute_time=compute_time,
-        comm_time=comm_time,
-        lr=lr,
-        train_loss=train_loss,
-        consensus_distance=consensus,
-        bytes_sent=bytes_sent,
-        bytes_sent_per_node=bytes_sent / n,
-    )
-    for key, value in evaluation.items():
-        record.setdefault(key, _plain(value))
-    return record
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist() if value.numel() != 1 else value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
