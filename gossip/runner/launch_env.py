@@ -41,7 +41,7 @@ from gossip.errors import ConfigError
 __all__ = ["MPI_DEFAULTS", "REPO_ROOT", "mpi_env", "shell_exports", "torch_threads"]
 
 #: The folder that holds the ``gossip`` package (the repository in a checkout).
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Variables every ``mpiexec`` start gets unless the caller's environment sets them.
 MPI_DEFAULTS: dict[str, str] = {
