@@ -14,7 +14,7 @@ step, ``d_i`` the size of chunk ``i``; summed over nodes ``2 (n - 1) d`` floats,
 
 Compressed (the run has a ``[compression]`` operator ``C``): node ``i`` sends
 ``q_i = C(e_i + g_i)`` and keeps ``e_i <- e_i + g_i - D(q_i)`` when error feedback is on
-(:mod:`gossip.compression.centralized`; by default for biased operators), else
+(:mod:`gossip.compression.uploads`; by default for biased operators), else
 ``q_i = C(g_i)``; the applied gradient is ``g_bar = 1/n sum_i D(q_i)``, the exact mean of what
 was sent. A compressed payload cannot be summed chunk by chunk along a ring (a sum of top-k
 vectors is not top-k), so the bytes follow an aggregator: every node uploads its payload
@@ -34,7 +34,7 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.dsgd import momentum_option, nesterov_option
-from gossip.compression.centralized import compress_rows, init_upload
+from gossip.compression.uploads import compress_rows, init_upload
 
 __all__ = ["AllReduce", "AllReduceState"]
 

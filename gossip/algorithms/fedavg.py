@@ -23,7 +23,7 @@ Compressed (the run has a ``[compression]`` operator ``C``): sampled client ``i`
 ``q_i = C(e_i + Delta_i)``, ``Delta_i = x_server - x_i``, and keeps
 ``e_i <- e_i + Delta_i - D(q_i)`` with error feedback (per-client memory, untouched in rounds
 the client is not sampled; on by default for biased operators,
-:mod:`gossip.compression.centralized`), else ``q_i = C(Delta_i)``; the server averages the
+:mod:`gossip.compression.uploads`), else ``q_i = C(Delta_i)``; the server averages the
 decoded uploads, ``Delta = 1/|S_t| sum_{i in S_t} D(q_i)``. Bytes per sampled client: the
 payload (``payload_row_bytes``) up and the dense model (``d`` floats) down, 2 messages.
 
@@ -41,7 +41,7 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
-from gossip.compression.centralized import compress_rows, init_upload
+from gossip.compression.uploads import compress_rows, init_upload
 from gossip.options import at_least, fraction, positive
 from gossip.registry import option
 

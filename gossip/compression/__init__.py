@@ -7,7 +7,6 @@ register in :data:`COMPRESSORS` with :func:`register_compressor`.
 """
 
 from gossip.compression.base import COMPRESSORS, Compressor, CompressorState, register_compressor
-from gossip.compression.centralized import is_biased, wants_error_feedback
 from gossip.compression.error_feedback import EFState, error_feedback
 from gossip.compression.registry import (
     compressor_names,
@@ -15,6 +14,7 @@ from gossip.compression.registry import (
     make_compressor,
     section_options,
 )
+from gossip.compression.uploads import is_biased, wants_error_feedback
 
 __all__ = [
     "COMPRESSORS",

@@ -101,7 +101,7 @@ class Compressor(NamedTuple):
     biased : bool
         Whether ``E C(x) != x`` (deterministic rounding and sparsifying, sign, low-rank,
         random-k without the ``d/k`` scaling): the centralized modes then default to error
-        feedback (:func:`~gossip.compression.centralized.wants_error_feedback`).
+        feedback (:func:`~gossip.compression.uploads.wants_error_feedback`).
     inner : Compressor or None
         For a wrapper (:func:`~gossip.compression.error_feedback.error_feedback`), the
         operator it wraps; None for a plain operator.

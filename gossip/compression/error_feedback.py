@@ -9,7 +9,7 @@ Each encoded row keeps an error memory ``e`` (zero at the start); per call::
 
 so after any number of calls ``sum(inputs) - sum(decoded outputs) = e`` exactly (up to float
 rounding). ``decode`` is the inner compressor's: receivers need no memory. The step itself is
-:func:`ef_step`, which the centralized uploads (:mod:`gossip.compression.centralized`, with
+:func:`ef_step`, which the centralized uploads (:mod:`gossip.compression.uploads`, with
 their per-client memory kept in the algorithm's state) use as well.
 """
 

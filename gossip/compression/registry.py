@@ -4,7 +4,7 @@ Keys: ``name`` (one of :func:`compressor_names`), ``ratio`` or ``k`` (``topk``, 
 ``unbiased`` (``randomk``), ``levels`` (``qsgd``), ``rank`` (``lowrank``), ``error_feedback``
 (``true``: wrap the operator in :func:`~gossip.compression.error_feedback.error_feedback`;
 ``false``: never; not given: the gossip algorithms use the plain operator and ``allreduce`` /
-``fedavg`` use error feedback for biased operators, see :mod:`gossip.compression.centralized`).
+``fedavg`` use error feedback for biased operators, see :mod:`gossip.compression.uploads`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import torch
 
 from gossip.algorithms.fedavg import configure_round
 from gossip.compression import make_compressor, wants_error_feedback
-from gossip.compression.centralized import compress_rows, init_upload
+from gossip.compression.uploads import compress_rows, init_upload
 from tests.algorithms.alg_helpers import context, quadratic, run, static_schedule
 
 N, D = 8, 10
