@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from gossip.algorithms.base import Context
+from gossip.comm.mixing import remember
 from gossip.compression.cast import none
 from gossip.errors import ConfigError
 
@@ -37,7 +38,26 @@ def pattern(W) -> sp.csr_array:
 
 
 def receivers(ctx: Context, algorithm: str) -> sp.csr_array:
-    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric)."""
+    """Who must receive ``q_j``: ``W``'s pattern if static, else the base graph's (symmetric).
+
+    Computed once per (schedule, graph) of a run and handed out as the same read-only matrix
+    every round, so the communicator's share plan and message counts are found by identity.
+    """
+    key = (id(ctx.schedule), id(ctx.graph), ctx.comm.n)
+    hit = _receivers_cache.get(key)
+    if hit is not None and hit[0] is ctx.schedule and hit[1][0] is ctx.graph:
+        return hit[1][1]
+    base = _receivers(ctx, algorithm)
+    for a in (base.data, base.indices, base.indptr):
+        a.flags.writeable = False
+    remember(_receivers_cache, key, (ctx.schedule, (ctx.graph, base)))
+    return base
+
+
+_receivers_cache: dict[tuple, tuple] = {}
+
+
+def _receivers(ctx: Context, algorithm: str) -> sp.csr_array:
     n = ctx.comm.n
     if ctx.schedule.is_static:
         return pattern(ctx.schedule.matrix(0))

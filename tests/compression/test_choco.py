@@ -116,3 +116,23 @@ def test_choco_time_varying_uses_the_base_graph():
     assert stats.bytes_sent == 120 * degree * (4 + 3)
     with pytest.raises(ConfigError, match="outside the base graph"):
         averaging(choco(0.5), None, 2, schedule, topologies.build("ring", N))
+
+
+@pytest.mark.parametrize("kind", ["static", "one_peer_exponential"])
+def test_receivers_are_computed_once_per_run(kind):
+    """The holders of copies are one read-only matrix per (schedule, graph): every round
+    hands the communicator the same object, so its share plan and counts hit their caches."""
+    from gossip.algorithms.public_copies import receivers
+
+    graph = topologies.build("exponential" if kind != "static" else "torus", N)
+
+    def make():
+        return topologies.make_schedule(kind, N, **({"graph": graph} if kind == "static" else {}))
+
+    ctx = Context(LocalComm(N), ZeroGradient(x0()), make(), graph, lambda t: 0.1)
+    base = receivers(ctx, "choco")
+    assert receivers(ctx, "choco") is base
+    with pytest.raises(ValueError):
+        base.data[0] = 2.0
+    other = Context(LocalComm(N), ZeroGradient(x0()), make(), graph, lambda t: 0.1)
+    assert receivers(other, "choco") is not base  # another run's schedule: its own matrix
