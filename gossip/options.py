@@ -28,7 +28,6 @@ __all__ = [
     "Option",
     "at_least",
     "fraction",
-    "in_unit_interval",
     "non_negative",
     "positive",
     "resolve",
@@ -128,11 +127,6 @@ def positive(v) -> str | None:
 
 def non_negative(v) -> str | None:
     return None if v >= 0 else "must be >= 0"
-
-
-def in_unit_interval(v) -> str | None:
-    """0 <= v <= 1."""
-    return None if 0 <= v <= 1 else "must be in [0, 1]"
 
 
 def fraction(v) -> str | None:
