@@ -27,14 +27,12 @@ import torch
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError
+from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
 from gossip.runner.records import consensus_distance, make_record
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
-
-#: Keys a resumed run may change (everything else must match the saved config).
-RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out")
 
 
 class TrainingDiverged(ConfigError):
