@@ -33,6 +33,7 @@ import os
 import random
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -216,6 +217,18 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
+def _unpickler_detail(err: BaseException) -> str:
+    """The line of a ``torch.load`` error that says what is wrong (torch wraps the refusal of
+    its weights-only unpickler in a long explanation)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        if rest:
+            return rest[0].split(" was not an allowed global")[0][:200]
+    return _first_line(err)
+
+
 _KEYS = {"format": int, "run_id": str, "rank": int, "world_size": int, "rounds_done": int,
          "state_type": str, "state": dict, "stats": dict, "clocks": dict, "rng": dict,
          "metrics": list}
@@ -237,14 +250,16 @@ def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_
     if path.stat().st_size == 0:
         raise CheckpointError(f"{where} is empty (0 bytes)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of odd files
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file can fail anywhere in torch's reader
-        if "weights_only" in str(err).lower() or "unsupported global" in str(err).lower():
+        detail = _unpickler_detail(err)
+        if detail.lower().startswith("unsupported global"):
             raise CheckpointError(
-                f"{where} holds objects other than tensors and plain data; it was not loaded "
-                "(a checkpoint must not run code)") from None
-        raise CheckpointError(f"{where} is truncated or not a checkpoint ({_first_line(err)})"
-                              ) from None
+                f"{where} refers to code ({detail}); it was not loaded (a checkpoint holds only "
+                "tensors and plain data)") from None
+        raise CheckpointError(f"{where} is truncated or not a checkpoint ({detail})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{where} is not a checkpoint (holds a {type(data).__name__})")
     for key, kind in _KEYS.items():

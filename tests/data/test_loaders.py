@@ -94,7 +94,8 @@ def make_cifar_folder(root, per_batch=4):
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-             b"labels": list(rng.integers(0, 10, per_batch))}
+             b"labels": rng.integers(0, 10, per_batch).tolist(),
+             b"batch_label": b"training batch", b"filenames": [b"a.png"] * per_batch}
         with open(root / name, "wb") as f:
             pickle.dump(d, f)
     return root
