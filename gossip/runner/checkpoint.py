@@ -403,7 +403,9 @@ def _decide(folder: Path, reports: list[dict[int, str | None]], size: int, run_i
     if complete:
         return ("ok", complete[-1], f"resuming from round {complete[-1]} ({gap})")
     if not rounds:
-        return ("error", f"cannot resume: no checkpoint in {str(folder)!r} ({gap})")
+        old = " (its state-rank*.pt files are of an older version, which this one does not " \
+              "read)" if any(folder.glob("state-rank*.pt")) else ""
+        return ("error", f"cannot resume: no checkpoint in {str(folder)!r} ({gap}){old}")
     return ("error", f"cannot resume: no complete checkpoint in {str(folder)!r}: "
                      f"{why(manifest_round if manifest_round is not None else rounds[-1])}")
 

@@ -10,8 +10,9 @@ with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every
 after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
 appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
 ``checkpoint_every`` rounds and at the end (by every rank together); ``run(...,
-resume=RUN_DIR)`` continues from the last complete one and produces the same records an uninterrupted run does (up to the clocks), because
-every random draw depends on ``(seed, node, step)`` or ``(seed, round)`` only.
+resume=RUN_DIR)`` continues from the last complete one and produces the same records an
+uninterrupted run does (up to the clocks), because every random draw depends on
+``(seed, node, step)`` or ``(seed, round)`` only.
 """
 
 from __future__ import annotations

@@ -140,6 +140,10 @@ def test_no_checkpoint_fails_with_one_line(tmp_path, capsys):
     shutil.rmtree(tmp_path / "cut" / "checkpoints")
     code, lines = resume(tmp_path / "cut", capsys)
     assert code == 2 and len(lines) == 1 and "cannot resume: no checkpoint in" in lines[0]
+    (tmp_path / "cut" / "checkpoints").mkdir()
+    (tmp_path / "cut" / "checkpoints" / "state-rank0.pt").write_bytes(b"old")
+    code, lines = resume(tmp_path / "cut", capsys)
+    assert code == 2 and len(lines) == 1 and "of an older version" in lines[0]
 
 
 def test_damaged_latest_falls_back_to_the_complete_one_before(tmp_path, capsys):
