@@ -3,6 +3,9 @@
 The folder (``cifar-10-batches-py`` as extracted from ``cifar-10-python.tar.gz``, or its parent)
 holds the pickled ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``; each is a dict with
 ``b"data"`` (``(10000, 3072)`` uint8, channel-major 32x32 images) and ``b"labels"``.
+
+The batches are read with :class:`BatchUnpickler`, which admits only what that format holds
+(dicts, lists, numbers, bytes/str and NumPy arrays), so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -15,18 +18,40 @@ import torch
 
 from gossip.errors import DataError
 
-__all__ = ["CIFAR_FILES", "load_cifar10"]
+__all__ = ["CIFAR_FILES", "BatchUnpickler", "load_cifar10"]
 
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
 
+#: The globals a CIFAR-10 python batch refers to: a NumPy array's reconstruction (the module
+#: is ``numpy.core`` for files pickled by NumPy 1, ``numpy._core`` by NumPy 2).
+ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+})
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside :data:`ALLOWED_GLOBALS` (built-in
+    containers, numbers, bytes and str need none), so loading cannot call arbitrary code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name} (a CIFAR-10 batch holds only dicts, lists, "
+                "bytes and NumPy arrays)")
+        return super().find_class(module, name)
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
-            d = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            d = BatchUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
         raise DataError(f"{path} is not a CIFAR-10 python batch: {e}") from None
     if not isinstance(d, dict):
         raise DataError(f"{path} is not a CIFAR-10 python batch (not a dict)")

@@ -1,130 +1,447 @@
-"""Checkpoints: one file per rank, written atomically, enough to resume bit for bit.
+"""Checkpoints: one file per rank and round, a manifest naming the last complete round.
 
-``RUN/checkpoints/state-rank{r}.pt`` holds rank ``r``'s algorithm state (the state
-``NamedTuple`` as a dict; compressor states are fields of it, e.g. ``ChocoState.C``), its
-communication counters, the number of rounds done, the RNG states (Python, NumPy, torch), the
-run loop's clocks and the metrics records written so far. Each file is written to a temporary
-name in the same folder and renamed over the old one, so a crash leaves either the previous
-checkpoint or the new one, never half of one.
+A checkpoint of round ``r`` is written by every rank together (:func:`save_checkpoint` is a
+collective):
+
+1. rank ``k`` writes ``RUN/checkpoints/state-round{r}-rank{k}.pt`` (a temporary file in the
+   same folder, ``fsync``, rename, ``fsync`` of the folder): its algorithm state (the state
+   ``NamedTuple`` as plain tuples; compressor states are fields of it, e.g. ``ChocoState.C``),
+   its communication counters, ``r``, the RNG states (Python, NumPy, torch), the loop's clocks,
+   the metrics records so far, the world size and the run's id (:func:`config_hash`);
+2. a barrier: every rank's file of round ``r`` is durable;
+3. rank 0 writes ``RUN/checkpoints/manifest.json`` naming round ``r`` (atomically);
+4. a barrier, then every rank removes its files of other rounds.
+
+So at any instant the folder holds a complete checkpoint: until the manifest names ``r``, the
+files of the previous round are kept. :func:`resume_checkpoint` (also a collective) removes
+temporary files left by a crash, has every rank check its own files (readable, its rank and
+round, this world size, this run's id, the state's fields and shapes), and rank 0 picks the
+round: the manifest's when every rank's file of it is good, else the latest round every rank
+has a good file of, else none. Rank 0 broadcasts the decision, so every rank starts at the
+same round or every rank raises the same one-line :class:`CheckpointError` (no rank waits in a
+collective the others skip).
+
+Files are read with ``torch.load(weights_only=True)``: a checkpoint holds only tensors, numbers,
+strings, ``torch.dtype`` and lists/tuples/dicts of them, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
+import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from gossip.comm.base import CommStats
+from gossip.comm.base import CommStats, Communicator
+from gossip.config import Config
 from gossip.errors import ConfigError
 
-__all__ = ["checkpoint_path", "load_checkpoint", "restore_rng", "rng_state", "save_checkpoint"]
+__all__ = ["RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path", "config_hash",
+           "read_checkpoint", "restore_rng", "restore_state", "resume_checkpoint",
+           "rng_state", "save_checkpoint"]
+
+#: Keys a resumed run may change (everything else must match the saved config).
+RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out")
+MANIFEST = "manifest.json"
+FORMAT = 2
+_FILE = re.compile(r"state-round(\d+)-rank(\d+)\.pt")
 
 
-def checkpoint_path(run_dir: str | Path, rank: int) -> Path:
-    """``RUN/checkpoints/state-rank{rank}.pt``."""
-    return Path(run_dir) / "checkpoints" / f"state-rank{rank}.pt"
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be resumed: missing, damaged, or from another run."""
+
+
+def checkpoint_path(run_dir: str | Path, rank: int, round_: int) -> Path:
+    """``RUN/checkpoints/state-round{round_}-rank{rank}.pt``."""
+    return Path(run_dir) / "checkpoints" / f"state-round{round_}-rank{rank}.pt"
+
+
+def config_hash(config: Config) -> str:
+    """The run's id: SHA-256 (16 hex digits) of the resolved config without the keys a resume
+    may change (:data:`RESUMABLE_CHANGES`); a checkpoint of another run has another id."""
+    kept = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rng_state() -> dict[str, Any]:
-    """The global random states of Python, NumPy and torch (CPU and CUDA when present)."""
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+    """The global random states of Python, NumPy and torch (CPU and CUDA when present), as
+    tensors, numbers and tuples only (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": (version, tuple(internal), gauss),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Inverse of :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npy = state["numpy"]
+    np.random.set_state({
+        "bit_generator": npy["bit_generator"],
+        "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+        "has_gauss": npy["has_gauss"], "gauss": npy["gauss"],
+    })
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(f)`` into a temporary file next to ``path``, fsync, rename over ``path``, fsync
+    the folder; the temporary file is removed when writing fails."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_manifest(folder: Path, round_: int, world_size: int, run_id: str) -> None:
+    manifest = {"round": round_, "world_size": world_size, "run_id": run_id,
+                "files": [f"state-round{round_}-rank{k}.pt" for k in range(world_size)]}
+    _write_atomic(folder / MANIFEST, lambda f: f.write(json.dumps(manifest).encode() + b"\n"))
+
+
+def _own_files(folder: Path, rank: int) -> dict[int, Path]:
+    """Round -> this rank's checkpoint file in ``folder``."""
+    found = {}
+    for path in folder.glob(f"state-round*-rank{rank}.pt"):
+        match = _FILE.fullmatch(path.name)
+        if match and int(match[2]) == rank:
+            found[int(match[1])] = path
+    return found
+
+
 def save_checkpoint(
     run_dir: str | Path,
-    rank: int,
+    comm: Communicator,
     *,
     rounds_done: int,
     state: NamedTuple,
-    stats: CommStats,
     clocks: dict[str, float],
     metrics: list[dict],
-    world_size: int,
+    run_id: str,
 ) -> Path:
-    """Write rank ``rank``'s checkpoint atomically (temporary file, then rename)."""
-    path = checkpoint_path(run_dir, rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the checkpoint of round ``rounds_done`` (collective; see the module docstring).
+    Returns this rank's file."""
+    rank, size = comm.rank, comm.size
+    path = checkpoint_path(run_dir, rank, rounds_done)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {
+        "format": FORMAT,
+        "run_id": run_id,
+        "rank": rank,
+        "world_size": size,
         "rounds_done": rounds_done,
         "state_type": type(state).__name__,
-        "state": {k: _to_cpu(v) for k, v in state._asdict().items()},
-        "stats": stats.as_dict(),
-        "clocks": dict(clocks),
+        "state": {k: _plain(v) for k, v in state._asdict().items()},
+        "stats": comm.stats.as_dict(),
+        "clocks": _plain(dict(clocks)),
         "rng": rng_state(),
-        "metrics": list(metrics),
-        "world_size": world_size,
+        "metrics": _plain(list(metrics)),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _write_atomic(path, lambda f: torch.save(payload, f))
+    comm.barrier()  # every rank's file of this round is durable
+    if rank == 0:
+        _write_manifest(folder, rounds_done, size, run_id)
+    comm.barrier()  # the manifest names this round: older files may go
+    for r, old in _own_files(folder, rank).items():
+        if r != rounds_done:
+            old.unlink(missing_ok=True)
     return path
 
 
-def load_checkpoint(run_dir: str | Path, rank: int, world_size: int) -> dict[str, Any]:
-    """Rank ``rank``'s checkpoint; ConfigError when missing or from another world size."""
-    path = checkpoint_path(run_dir, rank)
-    if not path.is_file():
-        raise ConfigError(f"cannot resume: no checkpoint {str(path)!r} in the run folder")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    if data["world_size"] != world_size:
-        raise ConfigError(
-            f"cannot resume: the checkpoint was written by {data['world_size']} processes, "
-            f"this run has {world_size}; resume with mpiexec -n {data['world_size']}"
-        )
-    return data
-
-
-def restore_state(template: NamedTuple, saved: dict[str, Any]) -> NamedTuple:
-    """The saved tensors in the type (and on the device/dtype) of ``template``."""
-    fields = template._asdict()
-    if set(fields) != set(saved):
-        raise ConfigError(
-            f"cannot resume: checkpoint state has fields {sorted(saved)}, "
-            f"the algorithm has {sorted(fields)}"
-        )
-    return type(template)(**{k: _like(v, saved[k]) for k, v in fields.items()})
-
-
-def _to_cpu(value: Any) -> Any:
-    """Tensors (also inside tuples such as a compressor's state) detached, on the CPU."""
+def _plain(value: Any) -> Any:
+    """Tensors detached on the CPU, NamedTuples as tuples, NumPy scalars as Python numbers:
+    what ``weights_only=True`` loads."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, tuple):
-        items = [_to_cpu(v) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
-def _like(template: Any, saved: Any) -> Any:
-    """``saved`` with every tensor on the device and dtype of its counterpart in ``template``
-    (recursing into tuples: a compressor state inside the algorithm state)."""
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+def _unpickler_detail(err: BaseException) -> str:
+    """The line of a ``torch.load`` error that says what is wrong (torch wraps the refusal of
+    its weights-only unpickler in a long explanation)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        if rest:
+            return rest[0].split(" was not an allowed global")[0][:200]
+    return _first_line(err)
+
+
+_KEYS = {"format": int, "run_id": str, "rank": int, "world_size": int, "rounds_done": int,
+         "state_type": str, "state": dict, "stats": dict, "clocks": dict, "rng": dict,
+         "metrics": list}
+
+
+def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_id: str,
+                    template: NamedTuple) -> tuple[dict[str, Any], NamedTuple]:
+    """Load and check one checkpoint file; returns ``(payload, state)`` with ``state`` in the
+    type, devices and dtypes of ``template``.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and what is wrong: unreadable (truncated, empty, not a
+        checkpoint), objects other than tensors and plain data, another rank, round, world size
+        or run, state fields or shapes unlike the algorithm's.
+    """
+    where = f"checkpoint {str(path)!r}"
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{where} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of odd files
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file can fail anywhere in torch's reader
+        detail = _unpickler_detail(err)
+        if detail.lower().startswith("unsupported global"):
+            raise CheckpointError(
+                f"{where} refers to code ({detail}); it was not loaded (a checkpoint holds only "
+                "tensors and plain data)") from None
+        raise CheckpointError(f"{where} is truncated or not a checkpoint ({detail})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where} is not a checkpoint (holds a {type(data).__name__})")
+    for key, kind in _KEYS.items():
+        if not isinstance(data.get(key), kind):
+            raise CheckpointError(f"{where} is not a checkpoint of this version "
+                                  f"(needs {key!r} of type {kind.__name__})")
+    if data["run_id"] != run_id:
+        raise CheckpointError(
+            f"{where} belongs to another run (run id {data['run_id']}, this run's config "
+            f"gives {run_id}); it cannot be resumed here")
+    if data["world_size"] != world_size:
+        raise CheckpointError(
+            f"{where} was written by {data['world_size']} processes, this run has "
+            f"{world_size}; resume with mpiexec -n {data['world_size']}")
+    if (data["rank"], data["rounds_done"]) != (rank, round_):
+        raise CheckpointError(
+            f"{where} holds rank {data['rank']} at round {data['rounds_done']}, its name says "
+            f"rank {rank} at round {round_}")
+    state = restore_state(template, data["state"], where)
+    try:
+        CommStats(**data["stats"])
+        before = rng_state()
+        restore_rng(data["rng"])
+        restore_rng(before)
+    except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as err:
+        raise CheckpointError(f"{where} has malformed counters or RNG states "
+                              f"({_first_line(err)})") from None
+    return data, state
+
+
+def restore_state(template: NamedTuple, saved: dict[str, Any], where: str = "checkpoint"
+                  ) -> NamedTuple:
+    """The saved values in the type (and on the device/dtype) of ``template``; CheckpointError
+    when fields, types or tensor shapes differ."""
+    fields = template._asdict()
+    if set(fields) != set(saved):
+        raise CheckpointError(
+            f"{where} has state fields {sorted(saved)}, the algorithm has {sorted(fields)}")
+    return type(template)(**{k: _like(v, saved[k], f"{where} state {k}")
+                             for k, v in fields.items()})
+
+
+def _like(template: Any, saved: Any, where: str) -> Any:
+    """``saved`` shaped as ``template``: tensors of the same shape moved to its device and
+    dtype, tuples (a compressor state inside the algorithm state) rebuilt as its type."""
     if isinstance(template, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.shape != template.shape:
+            got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+            raise CheckpointError(f"{where} is {got}, the algorithm needs a tensor of shape "
+                                  f"{tuple(template.shape)}")
         return saved.to(device=template.device, dtype=template.dtype)
-    if isinstance(template, tuple) and isinstance(saved, tuple) and len(template) == len(saved):
-        items = [_like(t, s) for t, s in zip(template, saved)]
-        return type(saved)(*items) if hasattr(saved, "_fields") else tuple(items)
+    if isinstance(template, tuple):
+        if not isinstance(saved, tuple) or len(saved) != len(template):
+            raise CheckpointError(f"{where} is not a tuple of {len(template)} entries")
+        items = [_like(t, s, where) for t, s in zip(template, saved)]
+        return type(template)(*items) if hasattr(template, "_fields") else tuple(items)
+    if type(saved) is not type(template):
+        raise CheckpointError(f"{where} is a {type(saved).__name__}, the algorithm has a "
+                              f"{type(template).__name__}")
     return saved
 
+
+# -- resuming ------------------------------------------------------------------------------------
+
+
+def _remove_temporaries(folder: Path, rank: int) -> None:
+    """Temporary files of this rank's checkpoints (and rank 0: of the manifest) left by a
+    crash."""
+    patterns = [f".state-round*-rank{rank}.pt.tmp-*"] + ([f".{MANIFEST}.tmp-*"] if rank == 0
+                                                         else [])
+    for pattern in patterns:
+        for tmp in folder.glob(pattern):
+            tmp.unlink(missing_ok=True)
+
+
+def _check_own(folder: Path, rank: int, size: int, run_id: str, template: NamedTuple):
+    """``(report, loaded)``: round -> ``None`` (good) or what is wrong, for each of this rank's
+    files; ``loaded`` round -> ``(payload, state)`` of the good ones."""
+    report: dict[int, str | None] = {}
+    loaded: dict[int, tuple[dict, NamedTuple]] = {}
+    try:
+        _remove_temporaries(folder, rank)
+        files = _own_files(folder, rank)
+    except OSError as err:
+        return {-1: f"cannot read {str(folder)!r}: {_first_line(err)}"}, loaded
+    for r, path in sorted(files.items()):
+        try:
+            loaded[r] = read_checkpoint(path, rank=rank, round_=r, world_size=size,
+                                        run_id=run_id, template=template)
+            report[r] = None
+        except CheckpointError as err:
+            report[r] = str(err)
+        except OSError as err:
+            report[r] = f"cannot read checkpoint {str(path)!r}: {_first_line(err)}"
+    return report, loaded
+
+
+def _read_manifest(folder: Path, size: int, run_id: str) -> tuple[int | None, str | None]:
+    """``(round, None)`` from the manifest, or ``(None, why not)``."""
+    path = folder / MANIFEST
+    where = f"manifest {str(path)!r}"
+    try:
+        manifest = json.loads(path.read_text())
+        round_ = manifest["round"]
+        if not isinstance(round_, int):
+            raise ValueError("round is not an integer")
+    except FileNotFoundError:
+        return None, f"no {where}"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"{where} is damaged ({_first_line(err)})"
+    if manifest.get("run_id") != run_id:
+        return None, f"{where} belongs to another run"
+    if manifest.get("world_size") != size:
+        n = manifest.get("world_size")
+        return None, (f"{where}: the checkpoint was written by {n} processes, this run has "
+                      f"{size}; resume with mpiexec -n {n}")
+    return round_, None
+
+
+def _decide(folder: Path, reports: list[dict[int, str | None]], size: int, run_id: str):
+    """Rank 0's choice: ``("ok", round, note or None)`` or ``("error", message)``."""
+    manifest_round, manifest_problem = _read_manifest(folder, size, run_id)
+    rounds = sorted({r for rep in reports for r in rep if r >= 0})
+    complete = [r for r in rounds if all(rep.get(r, "missing") is None for rep in reports)]
+
+    def why(r: int) -> str:
+        for k, rep in enumerate(reports):
+            if -1 in rep:
+                return rep[-1]
+            if rep.get(r, "missing") is not None:
+                return rep[r] if r in rep else (
+                    f"rank {k} has no file {checkpoint_path(folder.parent, k, r).name}")
+        return ""
+
+    if manifest_round is not None and manifest_round in complete:
+        return ("ok", manifest_round, None)
+    if manifest_round is not None:
+        gap = f"the manifest's round {manifest_round} is incomplete: {why(manifest_round)}"
+    else:
+        gap = manifest_problem
+    if complete:
+        return ("ok", complete[-1], f"resuming from round {complete[-1]} ({gap})")
+    if not rounds:
+        old = " (its state-rank*.pt files are of an older version, which this one does not " \
+              "read)" if any(folder.glob("state-rank*.pt")) else ""
+        return ("error", f"cannot resume: no checkpoint in {str(folder)!r} ({gap}){old}")
+    return ("error", f"cannot resume: no complete checkpoint in {str(folder)!r}: "
+                     f"{why(manifest_round if manifest_round is not None else rounds[-1])}")
+
+
+def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
+                      template: NamedTuple) -> tuple[dict[str, Any], NamedTuple]:
+    """The checkpoint every rank resumes from (collective; see the module docstring).
+
+    Returns this rank's ``(payload, state)`` of the chosen round; rank 0 prints one line on
+    stderr when that is not the manifest's round. Files of other rounds are removed and the
+    manifest names the chosen round.
+
+    Raises
+    ------
+    CheckpointError
+        On every rank, with the same one line, when no round has a good file on every rank.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    rank, size = comm.rank, comm.size
+    report, loaded = _check_own(folder, rank, size, run_id, template)
+    if size > 1:
+        reports = [comm.broadcast_object(report if rank == k else None, root=k)
+                   for k in range(size)]
+    else:
+        reports = [report]
+    decision = _decide(folder, reports, size, run_id) if rank == 0 else None
+    if size > 1:
+        decision = comm.broadcast_object(decision, root=0)
+    if decision[0] == "error":
+        raise CheckpointError(decision[1])
+    _, round_, note = decision
+    if rank == 0 and note:
+        print(f"gossip: {note}", file=sys.stderr, flush=True)
+    for r, path in _own_files(folder, rank).items():
+        if r != round_:
+            path.unlink(missing_ok=True)
+    if rank == 0 and note:
+        _write_manifest(folder, round_, size, run_id)
+    return loaded[round_]

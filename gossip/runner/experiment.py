@@ -39,7 +39,7 @@ from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError
-from gossip.runner.checkpoint import load_checkpoint, restore_rng, restore_state, save_checkpoint
+from gossip.runner.checkpoint import config_hash, restore_rng, resume_checkpoint, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.rundir import default_name, new_run_dir, versions
 
@@ -209,13 +209,14 @@ class Experiment:
         return Progress()
 
     def restore(self, run_dir: str | Path) -> Progress:
-        """Continue the run in ``run_dir`` from this rank's last checkpoint: state, byte
-        counters and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc.
-        may have changed)."""
+        """Continue the run in ``run_dir`` from its last complete checkpoint (every rank at the
+        same round, :func:`~gossip.runner.checkpoint.resume_checkpoint`): state, byte counters
+        and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc. may have
+        changed)."""
         comm = self.comm
         self.run_dir = Path(run_dir)
-        ckpt = load_checkpoint(self.run_dir, comm.rank, comm.size)
-        self.state = restore_state(self.state, ckpt["state"])
+        ckpt, self.state = resume_checkpoint(self.run_dir, comm, config_hash(self.config),
+                                             self.state)
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])
         if comm.rank == 0:
@@ -223,11 +224,11 @@ class Experiment:
         return Progress(ckpt["rounds_done"], ckpt["metrics"], ckpt["clocks"])
 
     def checkpoint(self, progress: Progress) -> None:
-        """Write this rank's checkpoint of ``progress`` and the current state."""
+        """Write the checkpoint of ``progress`` and the current state (collective: every rank
+        calls it at the same round)."""
         save_checkpoint(
-            self.run_dir, self.comm.rank, rounds_done=progress.rounds_done, state=self.state,
-            stats=self.comm.stats, clocks=progress.clocks, metrics=progress.records,
-            world_size=self.comm.size,
+            self.run_dir, self.comm, rounds_done=progress.rounds_done, state=self.state,
+            clocks=progress.clocks, metrics=progress.records, run_id=config_hash(self.config),
         )
 
     # -- summary.json --------------------------------------------------------------------------

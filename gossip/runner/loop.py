@@ -9,9 +9,10 @@ Round ``t`` (``t = 0 .. rounds-1``) is one call ``state, losses = alg.round(stat
 with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every`` rounds and
 after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
 appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
-``checkpoint_every`` rounds and at the end; ``run(..., resume=RUN_DIR)`` continues from the
-last one and produces the same records an uninterrupted run does (up to the clocks), because
-every random draw depends on ``(seed, node, step)`` or ``(seed, round)`` only.
+``checkpoint_every`` rounds and at the end (by every rank together); ``run(...,
+resume=RUN_DIR)`` continues from the last complete one and produces the same records an
+uninterrupted run does (up to the clocks), because every random draw depends on
+``(seed, node, step)`` or ``(seed, round)`` only.
 """
 
 from __future__ import annotations
@@ -27,14 +28,12 @@ import torch
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError
+from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
 from gossip.runner.records import consensus_distance, make_record
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
-
-#: Keys a resumed run may change (everything else must match the saved config).
-RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out")
 
 
 class TrainingDiverged(ConfigError):

@@ -173,7 +173,8 @@ def test_resume_of_a_double_binary_run_equals_the_uninterrupted_run(tmp_path):
             f"out='{tmp_path}'"]
     run_config(load_config(None, [*base, "rounds=12", "name=full"]), quiet=True)
     run_config(load_config(None, [*base, "rounds=6", "name=cut"]), quiet=True)
-    saved = torch.load(tmp_path / "cut" / "checkpoints" / "state-rank0.pt", weights_only=False)
+    saved = torch.load(tmp_path / "cut" / "checkpoints" / "state-round6-rank0.pt",
+                       weights_only=True)
     assert saved["state_type"] == "DoubleRelayState"
     assert saved["state"]["Rc1"].any() and saved["state"]["R2"].shape[1] == 2
     run_config(load_config(None, [*base, "rounds=12", "name=cut"]), resume=tmp_path / "cut",

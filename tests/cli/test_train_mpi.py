@@ -59,7 +59,7 @@ def test_mpi_metrics_equal_in_process(in_process, tmp_path, ranks):
         summary = (tmp_path / case / "summary.json").read_text()
         assert f'"world_size": {ranks}' in summary
         ckpts = sorted(p.name for p in (tmp_path / case / "checkpoints").iterdir())
-        assert ckpts == [f"state-rank{r}.pt" for r in range(ranks)], case
+        assert ckpts == ["manifest.json", *(f"state-round6-rank{r}.pt" for r in range(ranks))]
 
 
 @requires_mpi

@@ -94,7 +94,8 @@ def make_cifar_folder(root, per_batch=4):
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-             b"labels": list(rng.integers(0, 10, per_batch))}
+             b"labels": rng.integers(0, 10, per_batch).tolist(),
+             b"batch_label": b"training batch", b"filenames": [b"a.png"] * per_batch}
         with open(root / name, "wb") as f:
             pickle.dump(d, f)
     return root
@@ -122,6 +123,50 @@ def test_cifar_missing_and_malformed(tmp_path):
         load_dataset("cifar10", root)
     with pytest.raises(DataError, match="needs data.root"):
         load_dataset("cifar10")
+
+
+def _python2_batch(data: bytes, labels: list[int]) -> bytes:
+    """A batch as Python 2's cPickle wrote CIFAR-10 (protocol 2, ``str`` as SHORT_BINSTRING,
+    the array through ``numpy.core.multiarray._reconstruct``), one row of ``len(data)`` bytes."""
+    def s(b: bytes) -> bytes:
+        return b"U" + bytes([len(b)]) + b
+
+    ints = b"".join(b"K" + bytes([v]) for v in labels)
+    return (b"\x80\x02}q\x01(" + s(b"data")
+            + b"cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85"
+            + s(b"b") + b"\x87R(K\x01K\x01M" + len(data).to_bytes(2, "little") + b"\x86"
+            + b"cnumpy\ndtype\nq\x04" + s(b"u1") + b"K\x00K\x01\x87R(K\x03" + s(b"|")
+            + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T"
+            + len(data).to_bytes(4, "little") + data + b"tb"
+            + s(b"labels") + b"](" + ints + b"e" + s(b"batch_label") + s(b"training batch")
+            + b"u.")
+
+
+def test_cifar_batch_as_python2_wrote_it(tmp_path):
+    row = bytes(range(256)) * 12
+    root = make_cifar_folder(tmp_path / "c", per_batch=1)
+    (root / "test_batch").write_bytes(_python2_batch(row, [7]))
+    *_, vx, vy, _ = load_dataset("cifar10", root)
+    assert vx.reshape(-1).tolist() == list(row) and vy.tolist() == [7]
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_crafted_cifar_batch_runs_no_code(tmp_path):
+    root = make_cifar_folder(tmp_path / "c")
+    marker = tmp_path / "marker"
+    with open(root / "data_batch_2", "wb") as f:
+        pickle.dump({b"data": _Marker(marker), b"labels": [1]}, f)
+    with pytest.raises(DataError, match="data_batch_2 is not a CIFAR-10 python batch: refused "
+                                        "global io.open") as info:
+        load_dataset("cifar10", root)
+    assert not marker.exists() and "\n" not in str(info.value)
 
 
 def test_unknown_dataset():

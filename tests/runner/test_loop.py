@@ -32,7 +32,8 @@ def test_run_folder_and_metric_keys(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [
         "checkpoints", "config.toml", "metrics.jsonl", "summary.json"
     ]
-    assert (folder / "checkpoints" / "state-rank0.pt").is_file()
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
+        "manifest.json", "state-round7-rank0.pt"]
     records = read_metrics(folder)
     assert [r["round"] for r in records] == [3, 6, 7]
     for key in ("wall_time", "compute_time", "comm_time", "lr", "train_loss",
@@ -125,6 +126,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert "\n" not in str(info.value)
     summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
     assert summary["status"] == "diverged"
-    saved = torch.load(tmp_path / "nan" / "checkpoints" / "state-rank0.pt", weights_only=False)
+    folder = tmp_path / "nan" / "checkpoints"
+    last = json.loads((folder / "manifest.json").read_text())["round"]
+    saved = torch.load(folder / f"state-round{last}-rank0.pt", weights_only=True)
+    assert saved["rounds_done"] == last <= summary["rounds_done"]
     assert torch.isfinite(saved["state"]["X"]).all()
     assert all(math.isfinite(r["train_loss"]) for r in read_metrics(tmp_path / "nan"))
