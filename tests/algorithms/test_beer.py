@@ -27,9 +27,10 @@ def setup(compression=None, options=None, lr=0.05, sigma=0.0, schedule=None):
 
 def test_beer_is_registered_and_checks_gamma():
     assert "beer" in algorithm_names()
-    assert make_algorithm("beer", {}).cfg.gamma == 0.5
-    for bad in (0.0, -0.5, 1.5):
-        with pytest.raises(ConfigError, match=r"algorithm.gamma must be in \(0, 1\]"):
+    assert make_algorithm("beer", {}).cfg.gamma == "auto"
+    for bad in (0.0, -0.5, 1.5, "fast"):
+        with pytest.raises(ConfigError,
+                           match=r"algorithm.gamma must be auto, tune or a number in \(0, 1\]"):
             make_algorithm("beer", {"gamma": bad})
 
 
