@@ -81,6 +81,7 @@ def test_tracking_and_average_invariants_under_compression(compression):
 @pytest.mark.parametrize("compression,gamma,eta,rounds", [
     (("topk", {"ratio": 0.25}), 0.6, 0.01, 1000),
     (("sign", {}), 1.0, 0.02, 700),
+    (("topk", {"ratio": 0.25}), "auto", 0.01, 2800),  # gamma = 2 omega / beta = 0.3
 ])
 def test_reaches_the_exact_optimum_under_compression(compression, gamma, eta, rounds):
     """Heterogeneous quadratic, no noise, ring of 16: no floor (unlike D-SGD)."""
