@@ -13,12 +13,13 @@ and with ``beta = ||I - W||_2``. ``algorithm.gamma`` is a number, or one of:
 contracts (its eigenvalues are ``1 - gamma (1 - lambda_i(W))``), and ``omega`` shrinks it with
 the compression: ``gamma = 1`` without compression (CHOCO is then D-SGD, BEER gradient
 tracking), ``0.15`` for top-10% on a ring of 16 (Metropolis weights, ``beta = 4/3``), where
-``gamma = 1`` diverges. It is a conservative rule, not the theorem: Koloskova, Stich & Jaggi
-2019 (Theorem 2, CHOCO-Gossip) prove linear convergence for ``gamma* = delta^2 omega /
-(16 delta + delta^2 + 4 beta^2 + 2 delta beta^2 - 8 delta omega)`` (``delta`` the spectral gap),
-about ``3e-5`` for that ring, far below the steps their experiments tune (``0.01 .. 0.34``);
-for BEER the theory (Zhao et al. 2022, Theorem 1) has unspecified constants. A time-varying
-schedule uses the largest ``beta`` over its first :data:`BETA_ROUNDS` matrices.
+``gamma = 1`` diverges. It is a rule of thumb, not the theorem: Koloskova, Stich & Jaggi 2019
+(Theorem 2, CHOCO-Gossip) prove ``e_t <= (1 - delta^2 omega / 82)^t e_0`` for
+``gamma* = 2 delta omega / (16 delta + delta^2 + 4 beta^2 + 2 delta beta^2 - 8 delta omega)``
+(``delta`` the spectral gap), about ``1e-3`` for that ring, well below the steps their
+experiments tune (``0.01 .. 0.34`` in their convex experiments); for BEER the theory (Zhao et
+al. 2022, Theorem 1) leaves its constants unspecified. A time-varying schedule uses the largest
+``beta`` over its first :data:`BETA_ROUNDS` matrices.
 
 ``"tune"``: the grid search of the authors' code (epfml/ChocoSGD,
 ``tune_consensus_stepsize.py``), rewritten: for each ``gamma`` of :data:`TUNE_GRID` run
