@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from gossip.errors import ConfigError
-from gossip.options import Option, at_least, non_negative, positive, resolve, unknown_name
+from gossip.options import (
+    Option,
+    at_least,
+    non_negative,
+    positive,
+    resolve,
+    type_name,
+    unknown_name,
+)
 from gossip.topology_config import TOPOLOGY_OPTIONS, build_topology, resolve_topology
 
 __all__ = [
@@ -298,7 +306,7 @@ def _algorithm(given: dict) -> dict:
 def _line(key: str, o: Option) -> str:
     default = "(required)" if o.default is Option.REQUIRED else repr(o.default)
     choices = f" one of {list(o.choices)}" if o.choices else ""
-    return f"  {key:<34} {o.type.__name__:<6} default {default:<14} {o.help}{choices}"
+    return f"  {key:<34} {type_name(o.type):<6} default {default:<14} {o.help}{choices}"
 
 
 def describe_keys() -> str:

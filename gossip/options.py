@@ -31,6 +31,7 @@ __all__ = [
     "non_negative",
     "positive",
     "resolve",
+    "type_name",
     "unknown_name",
 ]
 
@@ -45,8 +46,10 @@ class Option:
     ----------
     name : str
         Key inside its section (``lr``).
-    type : type
-        ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict``. Ints are accepted for floats.
+    type : type or tuple of types
+        ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict``, or a tuple of them (a value
+        of any of them, e.g. ``(float, str)`` for ``gamma = 0.5`` or ``"auto"``). Ints are
+        accepted for floats.
     default :
         Value when the key is absent; ``Option.REQUIRED`` makes it mandatory; ``None`` means
         "not set" and skips the type check when absent or given as None.
@@ -72,7 +75,8 @@ class Option:
         if value is None and self.default is None:
             return None
         t = self.type
-        if t is float and isinstance(value, int) and not isinstance(value, bool):
+        kinds = t if isinstance(t, tuple) else (t,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if t is bool and not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -81,7 +85,7 @@ class Option:
         if t is list and isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, t):
-            raise ConfigError(f"{key} must be of type {t.__name__}, got {value!r}")
+            raise ConfigError(f"{key} must be of type {type_name(t)}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ConfigError(f"{key} must be one of [{allowed}], got {value!r}")
@@ -114,6 +118,11 @@ def resolve(section: str, given: dict[str, Any], options: Sequence[Option]) -> d
         else:
             out[o.name] = o.default
     return out
+
+
+def type_name(t: type | tuple[type, ...]) -> str:
+    """``float`` for ``float``, ``float|str`` for ``(float, str)``."""
+    return "|".join(k.__name__ for k in t) if isinstance(t, tuple) else t.__name__
 
 
 def unknown_name(kind: str, name: str, valid: Sequence[str]) -> ConfigError:

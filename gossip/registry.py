@@ -73,12 +73,13 @@ class NoOptions:
     """The options of an entry that has none."""
 
 
-def _plain_type(hint: Any) -> type:
-    """``int`` for ``int`` and ``int | None``, ``list`` for ``list[int]``."""
+def _plain_type(hint: Any) -> type | tuple[type, ...]:
+    """``int`` for ``int`` and ``int | None``, ``list`` for ``list[int]``, ``(float, str)`` for
+    ``float | str`` (a key that takes a number or a name, such as ``gamma = "auto"``)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) != 1:
-            raise TypeError(f"an option's type must be one type or one type | None, got {hint}")
+        if len(args) > 1:
+            return tuple(typing.get_origin(a) or a for a in args)
         hint = args[0]
     return typing.get_origin(hint) or hint
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
+from gossip.algorithms.consensus_step import ConsensusStep, gamma_check, resolve_gamma
 from gossip.algorithms.public_copies import (
     check_within,
     compressor_of,
@@ -48,7 +49,6 @@ from gossip.algorithms.public_copies import (
     share_copies,
 )
 from gossip.comm.mixing import apply_rows, senders_to
-from gossip.options import fraction
 from gossip.registry import option
 
 __all__ = ["Beer", "BeerState"]
@@ -81,10 +81,24 @@ class Beer(Algorithm):
 
     @dataclass(frozen=True)
     class Config:
-        gamma: float = option(0.5, "consensus step size gamma in (0, 1] (lower it for strong "
-                              "compression)", check=fraction)
+        gamma: float | str = option(
+            "auto", "consensus step gamma in (0, 1], auto = min(1, 2 omega / ||I - W||_2), or "
+            "tune (the CHOCO authors' grid search on the run's W and compressor)",
+            check=gamma_check(1.0))
+
+    _step: ConsensusStep | None = None
+
+    def consensus_step(self, ctx: Context) -> ConsensusStep:
+        """``gamma`` resolved once (:mod:`gossip.algorithms.consensus_step`)."""
+        if self._step is None:
+            self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
+        return self._step
+
+    def describe(self, ctx: Context) -> dict:
+        return {**super().describe(ctx), **self.consensus_step(ctx).describe()}
 
     def init(self, ctx: Context) -> BeerState:
+        self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
         grad, losses = ctx.problem.gradients(X, nodes, 0)
@@ -102,7 +116,7 @@ class Beer(Algorithm):
     def round(self, state: BeerState, t: int, ctx: Context) -> tuple[BeerState, torch.Tensor]:
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
-        gamma, eta = self.cfg.gamma, float(ctx.lr(t))
+        gamma, eta = self.consensus_step(ctx).gamma, float(ctx.lr(t))
         W = ctx.schedule.matrix(t)
         base = receivers(ctx, "beer")
         if not ctx.schedule.is_static:  # a static W(t) is the pattern of base itself

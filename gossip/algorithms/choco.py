@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
+from gossip.algorithms.consensus_step import ConsensusStep, gamma_check, resolve_gamma
 from gossip.algorithms.local import sgd_steps
 from gossip.algorithms.public_copies import (
     check_within,
@@ -51,7 +52,7 @@ from gossip.algorithms.public_copies import (
 )
 from gossip.comm.channel import repair_mix
 from gossip.comm.mixing import apply_rows, senders_to
-from gossip.options import at_least, positive
+from gossip.options import at_least
 from gossip.registry import option
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
@@ -82,11 +83,25 @@ class Choco(Algorithm):
 
     @dataclass(frozen=True)
     class Config:
-        gamma: float = option(1.0, "consensus step size gamma (lower it for strong compression)",
-                              check=positive)
+        gamma: float | str = option(
+            "auto", "consensus step gamma: a number, auto = min(1, 2 omega / ||I - W||_2), "
+            "or tune (the authors' grid search on the run's W and compressor)",
+            check=gamma_check(None))
         local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
+    _step: ConsensusStep | None = None
+
+    def consensus_step(self, ctx: Context) -> ConsensusStep:
+        """``gamma`` resolved once (:mod:`gossip.algorithms.consensus_step`)."""
+        if self._step is None:
+            self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
+        return self._step
+
+    def describe(self, ctx: Context) -> dict:
+        return {**super().describe(ctx), **self.consensus_step(ctx).describe()}
+
     def init(self, ctx: Context) -> ChocoState:
+        self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
         known = senders_to(receivers(ctx, "choco"), nodes)
@@ -99,7 +114,7 @@ class Choco(Algorithm):
     def round(self, state: ChocoState, t: int, ctx: Context) -> tuple[ChocoState, torch.Tensor]:
         comm, compressor = ctx.comm, compressor_of(ctx)
         nodes = comm.nodes
-        gamma = self.cfg.gamma
+        gamma = self.consensus_step(ctx).gamma
         W = ctx.schedule.matrix(t)
         base = receivers(ctx, "choco")
         if not ctx.schedule.is_static:  # a static W(t) is the pattern of base itself

@@ -19,8 +19,12 @@ reference code of epfml/relaysgd)::
 
     x_i^{t+1} = (x_i^{t+1/2} + sum_j m_{j->i}^t + (n - 1 - N_i^t) fill_i) / n
 
+Averaging delayed models keeps only ``1/c`` of each update (``c = 1 + `` the mean delay, 5.375
+on a chain of 16); ``lr_correction = "auto"`` (default) scales ``eta`` by ``c`` as the authors
+do, so the average moves as under all-reduce (:mod:`gossip.algorithms.relay_correction`).
+
 RelaySum/Grad relays updates (``v = u = eta g``, or ``x^t - z^H`` after ``H`` local
-steps; missing updates count as 0)::
+steps; missing updates count as 0; every update arrives once, so no correction)::
 
     x_i^{t+1} = x_i^t - 1/n (u_i + sum_j m_{j->i}^t)
 
@@ -58,6 +62,7 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
+from gossip.algorithms.relay_correction import lr_correction
 from gossip.options import at_least, non_negative
 from gossip.registry import option
 from topologies import tree_kinds
@@ -321,12 +326,30 @@ class RelaySumModel(_RelaySum):
     class Config(RelaySumConfig):
         missing: str = option("own", "fill of not-yet-received models: own x_i or initial x_0",
                               choices=("own", "initial"))
+        lr_correction: str = option(
+            "auto", "step size x c, c = 1 + mean tree delay (the authors' correction, so the "
+            "average moves as under all-reduce); none: lr as given", choices=("auto", "none"))
+
+    _correction: tuple | None = None  # (the plans it was computed for, c)
+
+    def correction(self, ctx: Context) -> float:
+        """The factor ``c`` the step size is multiplied by (see
+        :mod:`~gossip.algorithms.relay_correction`; 1 with ``lr_correction = none``), computed
+        once per relay plans."""
+        plans = self.plans(ctx)
+        if self._correction is None or self._correction[0] is not plans:
+            c = 1.0 if self.cfg.lr_correction == "none" else lr_correction(p.tree for p in plans)
+            self._correction = (plans, c)
+        return self._correction[1]
+
+    def describe(self, ctx: Context) -> dict:
+        return {**super().describe(ctx), "lr_correction_factor": self.correction(ctx)}
 
     def round(
         self, state: RelayState | DoubleRelayState, t: int, ctx: Context
     ) -> tuple[RelayState | DoubleRelayState, torch.Tensor]:
         H, n = self.cfg.local_steps, ctx.comm.n
-        X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)))
+        X_half, losses = sgd_steps(state.X, ctx, t, H, float(ctx.lr(t)) * self.correction(ctx))
         buffers, S, N, slices = self._relay(X_half, state, ctx, t)
         fill = X_half if self.cfg.missing == "own" else state.X0
         X_new = X_half + S

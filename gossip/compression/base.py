@@ -105,6 +105,13 @@ class Compressor(NamedTuple):
     inner : Compressor or None
         For a wrapper (:func:`~gossip.compression.error_feedback.error_feedback`), the
         operator it wraps; None for a plain operator.
+    omega : callable or None
+        ``omega(dim, layout=None) -> float``: the compression quality ``omega`` in ``(0, 1]`` of
+        Koloskova, Stich & Jaggi 2019 (Assumption 1), ``E ||C(x) - x||^2 <= (1 - omega)
+        ||x||^2`` for every ``x`` (1: exact). For an unbiased operator of variance ``tau``
+        (``E ||C(x) - x||^2 <= tau ||x||^2``) it is ``1 / (1 + tau)``, the quality of the
+        rescaled ``C / (1 + tau)`` of their Section 3. CHOCO and BEER derive their default
+        consensus step from it (:mod:`gossip.algorithms.consensus_step`); None: not stated.
     """
 
     name: str
@@ -115,6 +122,7 @@ class Compressor(NamedTuple):
     options: dict
     biased: bool
     inner: Any = None
+    omega: Callable[..., float] | None = None
 
 
 #: Every compression operator by its ``[compression] name``.

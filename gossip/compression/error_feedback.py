@@ -92,4 +92,5 @@ def error_feedback(compressor: Compressor) -> Compressor:
         {**compressor.options, "error_feedback": True},
         compressor.biased,
         compressor,
+        compressor.omega,
     )

@@ -135,5 +135,13 @@ def lowrank(cfg: LowRank) -> Compressor:
         count = sum(r * (m + n) if r else size for _, size, m, n, r in blocks(dim, lay, rank))
         return count * itemsize(dtype)
 
+    def omega(dim: int, layout=None) -> float:
+        """``min r' / min(m, n)`` over the compressed matrices (1 if none): the quality of the
+        best rank-``r'`` approximation, which keeps the ``r'`` largest of at most ``min(m, n)``
+        squared singular values. One warm-started power step approaches it over the rounds
+        but does not guarantee it in every round."""
+        lay = tuple((name, tuple(shape)) for name, shape in (layout or ()))
+        return min((r / min(m, n) for _, _, m, n, r in blocks(dim, lay, rank) if r), default=1.0)
+
     return Compressor("lowrank", init, encode, decode, payload_row_bytes, asdict(cfg),
-                      biased=True)
+                      biased=True, omega=omega)

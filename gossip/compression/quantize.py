@@ -15,6 +15,7 @@ packed back to back: ``4 + ceil(d w / 8)`` bytes per row.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -58,7 +59,12 @@ def sign(cfg: NoOptions | None = None) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return 4 + packed_bytes(dim, 1)
 
-    return Compressor("sign", init, encode, decode, payload_row_bytes, {}, biased=True)
+    def omega(dim: int, layout=None) -> float:
+        """``1/d``: ``||x||_1^2 / (d ||x||^2) >= 1/d`` (equality for a single nonzero entry)."""
+        return 1.0 / dim
+
+    return Compressor("sign", init, encode, decode, payload_row_bytes, {}, biased=True,
+                      omega=omega)
 
 
 def qsgd_width(levels: int) -> int:
@@ -116,4 +122,9 @@ def qsgd(cfg: QSGD) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return 4 + packed_bytes(dim, width)
 
-    return Compressor("qsgd", init, encode, decode, payload_row_bytes, asdict(cfg), biased=False)
+    def omega(dim: int, layout=None) -> float:
+        """``1 / (1 + tau)`` with the variance bound ``tau = min(d / s^2, sqrt(d) / s)``."""
+        return 1.0 / (1.0 + min(dim / s**2, math.sqrt(dim) / s))
+
+    return Compressor("qsgd", init, encode, decode, payload_row_bytes, asdict(cfg), biased=False,
+                      omega=omega)

@@ -117,7 +117,12 @@ def topk(cfg: TopK) -> Compressor:
         k = keep_count(dim, cfg.ratio, cfg.k, "topk")
         return k * (itemsize(dtype) + itemsize(index_dtype(dim)))
 
-    return Compressor("topk", init, encode, decode, payload_row_bytes, asdict(cfg), biased=True)
+    def omega(dim: int, layout=None) -> float:
+        """``k/d``: the ``k`` largest entries hold at least ``k/d`` of ``||x||^2``."""
+        return keep_count(dim, cfg.ratio, cfg.k, "topk") / dim
+
+    return Compressor("topk", init, encode, decode, payload_row_bytes, asdict(cfg), biased=True,
+                      omega=omega)
 
 
 @register_compressor("randomk", RandomK)
@@ -148,5 +153,9 @@ def randomk(cfg: RandomK) -> Compressor:
     def payload_row_bytes(dim: int, layout=None, dtype: torch.dtype = torch.float32) -> int:
         return keep_count(dim, cfg.ratio, cfg.k, "randomk") * itemsize(dtype)
 
+    def omega(dim: int, layout=None) -> float:
+        """``k/d``: biased, ``1 - (1 - k/d)``; unbiased, ``1 / (1 + tau)``, ``tau = d/k - 1``."""
+        return keep_count(dim, cfg.ratio, cfg.k, "randomk") / dim
+
     return Compressor("randomk", init, encode, decode, payload_row_bytes, asdict(cfg),
-                      biased=not unbiased)
+                      biased=not unbiased, omega=omega)

@@ -27,9 +27,10 @@ def setup(compression=None, options=None, lr=0.05, sigma=0.0, schedule=None):
 
 def test_beer_is_registered_and_checks_gamma():
     assert "beer" in algorithm_names()
-    assert make_algorithm("beer", {}).cfg.gamma == 0.5
-    for bad in (0.0, -0.5, 1.5):
-        with pytest.raises(ConfigError, match=r"algorithm.gamma must be in \(0, 1\]"):
+    assert make_algorithm("beer", {}).cfg.gamma == "auto"
+    for bad in (0.0, -0.5, 1.5, "fast"):
+        with pytest.raises(ConfigError,
+                           match=r"algorithm.gamma must be auto, tune or a number in \(0, 1\]"):
             make_algorithm("beer", {"gamma": bad})
 
 
@@ -80,6 +81,7 @@ def test_tracking_and_average_invariants_under_compression(compression):
 @pytest.mark.parametrize("compression,gamma,eta,rounds", [
     (("topk", {"ratio": 0.25}), 0.6, 0.01, 1000),
     (("sign", {}), 1.0, 0.02, 700),
+    (("topk", {"ratio": 0.25}), "auto", 0.01, 2800),  # gamma = 2 omega / beta = 0.3
 ])
 def test_reaches_the_exact_optimum_under_compression(compression, gamma, eta, rounds):
     """Heterogeneous quadratic, no noise, ring of 16: no floor (unlike D-SGD)."""

@@ -53,8 +53,28 @@ def main() -> None:
                 "mpi_bytes_sent": stats.mpi_bytes_sent, "row_bytes": row,
                 "expected_bytes": ROUNDS * 2 * N * row,
             }), flush=True)
+    tune_check(mpi)
     if mpi.size == 4:
         wire_check()
+
+
+def tune_check(mpi: MPIComm) -> None:
+    """``gamma = "tune"``: every rank ends with rank 0's choice, the in-process one."""
+    def tuned(comm):
+        graph = topologies.build("ring", N)
+        schedule = topologies.make_schedule("static", N, graph=graph)
+        problem = make_problem("quadratic", {"dim": 12}, n=N, seed=5, dtype=torch.float32)
+        ctx = Context(comm, problem, schedule, graph, lambda t: 0.05, 5,
+                      make_compressor("topk", {"ratio": 0.25}))
+        alg = Choco(Choco.Config(gamma="tune"))
+        alg.init(ctx)
+        return alg.consensus_step(ctx).gamma
+
+    mine = tuned(mpi)
+    rows = mpi.allgather_rows(torch.full((len(mpi.nodes), 1), mine, dtype=torch.float64))
+    if mpi.rank == 0:
+        print(json.dumps({"tune": sorted(set(rows[:, 0].tolist())),
+                          "tune_local": tuned(LocalComm(N))}), flush=True)
 
 
 def wire_check() -> None:

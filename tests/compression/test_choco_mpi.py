@@ -24,6 +24,8 @@ def test_choco_mpi_equals_in_process_and_bytes_match_formula():
         assert r["bytes_sent"] == r["local_bytes_sent"] == r["expected_bytes"], r
         # what crossed ranks is whole encoded rows: a positive multiple of the formula
         assert r["mpi_bytes_sent"] > 0 and r["mpi_bytes_sent"] % r["row_bytes"] == 0, r
+    (tune,) = [r for r in json_lines(proc.stdout) if "tune" in r]
+    assert tune["tune"] == [tune["tune_local"]], tune  # the same gamma on every rank
     assert {r["wire"] for r in wire} == {r["name"] for r in lines}
     for r in wire:
         assert r["operator_row_bytes"] == r["formula_row_bytes"], r

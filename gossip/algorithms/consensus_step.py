@@ -1,0 +1,197 @@
+"""The consensus step ``gamma`` of the compressed-gossip algorithms (CHOCO-SGD, BEER).
+
+Both mix public copies, ``X <- X + gamma (W - I) X_hat``, and a copy follows its model only up
+to the compression error, so ``gamma`` must shrink with the compression quality ``omega``
+(``E ||C(x) - x||^2 <= (1 - omega) ||x||^2``, :attr:`gossip.compression.base.Compressor.omega`)
+and with ``beta = ||I - W||_2``. ``algorithm.gamma`` is a number, or one of:
+
+``"auto"`` (the default)::
+
+    gamma = min(1, 2 omega / beta)
+
+``2 / beta`` is the largest step for which exact gossip ``X <- X + gamma (W - I) X``
+contracts (its eigenvalues are ``1 - gamma (1 - lambda_i(W))``), and ``omega`` shrinks it with
+the compression: ``gamma = 1`` without compression (CHOCO is then D-SGD, BEER gradient
+tracking), ``0.15`` for top-10% on a ring of 16 (Metropolis weights, ``beta = 4/3``), where
+``gamma = 1`` diverges. It is a rule of thumb, not the theorem: Koloskova, Stich & Jaggi 2019
+(Theorem 2, CHOCO-Gossip) prove ``e_t <= (1 - delta^2 omega / 82)^t e_0`` for
+``gamma* = 2 delta omega / (16 delta + delta^2 + 4 beta^2 + 2 delta beta^2 - 8 delta omega)``
+(``delta`` the spectral gap), about ``1e-3`` for that ring, well below the steps their
+experiments tune (``0.01 .. 0.34`` in their convex experiments); for BEER the theory (Zhao et
+al. 2022, Theorem 1) leaves its constants unspecified. A time-varying schedule uses the largest
+``beta`` over its first :data:`BETA_ROUNDS` matrices.
+
+``"tune"``: the grid search of the authors' code (epfml/ChocoSGD,
+``tune_consensus_stepsize.py``), rewritten: for each ``gamma`` of :data:`TUNE_GRID` run
+:data:`TUNE_ROUNDS` rounds of CHOCO-Gossip on ``X_0 ~ N(0, I)`` (``n x d``, seeded by the
+run's seed), ``X_hat_0 = 0``, with the run's own ``W(t)`` and compressor::
+
+    X <- X + gamma (W(t) - I) X_hat,    X_hat <- X_hat + C(X - X_hat)
+
+and keep the ``gamma`` with the least final error ``||X - 1 x_bar_0^T||^2 + ||X - X_hat||^2``
+(diverged runs count as infinite). Rank 0 computes it and broadcasts it, so every rank uses
+the same value; ``summary.json`` records the grid and the errors. For BEER the same search
+stands in for its own step (its copies ``H`` and ``G`` follow the same compressed gossip).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+import torch
+
+from gossip.errors import ConfigError
+
+__all__ = [
+    "BETA_ROUNDS",
+    "RULES",
+    "TUNE_GRID",
+    "TUNE_ROUNDS",
+    "ConsensusStep",
+    "auto_gamma",
+    "beta",
+    "gamma_check",
+    "resolve_gamma",
+    "tune_gamma",
+]
+
+#: The names ``algorithm.gamma`` takes besides a number.
+RULES = ("auto", "tune")
+#: The authors' grid, ``numpy.logspace(-3, 0, 20)``.
+TUNE_GRID = tuple(float(g) for g in np.logspace(-3, 0, 20))
+#: Rounds of CHOCO-Gossip per grid point (the authors' ``num_iter``).
+TUNE_ROUNDS = 1000
+#: Matrices of a time-varying schedule whose largest ``beta`` ``auto`` uses.
+BETA_ROUNDS = 32
+
+
+def gamma_check(upper: float | None):
+    """The check of ``algorithm.gamma``: ``auto``, ``tune`` or a number in ``(0, upper]``."""
+    allowed = "a number > 0" if upper is None else f"a number in (0, {upper:g}]"
+
+    def check(v) -> str | None:
+        if isinstance(v, str):
+            return None if v in RULES else f"must be auto, tune or {allowed}"
+        ok = v > 0 and (upper is None or v <= upper)
+        return None if ok else f"must be auto, tune or {allowed}"
+
+    return check
+
+
+def _norm(M: sp.csr_array) -> float:
+    """``||M||_2`` (dense for small ``n``, ARPACK on ``M^T M`` otherwise)."""
+    n = M.shape[0]
+    if n <= 512:
+        return float(np.linalg.norm(M.toarray(), 2))
+    op = sla.LinearOperator((n, n), matvec=lambda x: M.T @ (M @ x), dtype=np.float64)
+    top = sla.eigsh(op, k=1, which="LM", v0=np.ones(n), return_eigenvectors=False)
+    return math.sqrt(max(float(top[0]), 0.0))
+
+
+def beta(schedule) -> float:
+    """``max_t ||I - W(t)||_2`` over the schedule's first :data:`BETA_ROUNDS` rounds (one
+    matrix if static).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from topologies.schedules import make_schedule
+    >>> round(beta(make_schedule("static", 16, graph=nx.cycle_graph(16))), 12)  # 1 - (-1/3)
+    1.333333333333
+    """
+    rounds = 1 if schedule.is_static else BETA_ROUNDS
+    values = []
+    for t in range(rounds):
+        W = sp.csr_array(schedule.matrix(t), dtype=np.float64)
+        values.append(_norm(sp.eye_array(W.shape[0], format="csr") - W))
+    return max(values)
+
+
+def auto_gamma(omega: float, beta_: float) -> float:
+    """``min(1, 2 omega / beta)`` (1 when ``beta = 0``, i.e. ``W = I``).
+
+    >>> auto_gamma(1.0, 4 / 3), round(auto_gamma(0.1, 4 / 3), 12)
+    (1.0, 0.15)
+    """
+    return 1.0 if beta_ <= 0 else min(1.0, 2.0 * omega / beta_)
+
+
+def tune_gamma(
+    schedule, compressor, dim: int, layout, seed: int,
+    grid: tuple[float, ...] = TUNE_GRID, rounds: int = TUNE_ROUNDS,
+) -> tuple[float, list[float]]:
+    """The ``gamma`` of ``grid`` with the least CHOCO-Gossip error after ``rounds`` rounds
+    (module docstring), and the error of each; deterministic in ``seed``."""
+    n = schedule.n
+    gen = torch.Generator().manual_seed(int(seed))
+    X0 = torch.randn((n, dim), generator=gen, dtype=torch.float64)
+    mean0 = X0.mean(0, keepdim=True)
+    ids = np.arange(n)
+    static = _laplacian(schedule, 0) if schedule.is_static else None
+    errors = []
+    for gamma in grid:
+        X, X_hat = X0.clone(), torch.zeros_like(X0)
+        C = compressor.init(dim, range(n), layout, seed, dtype=torch.float64)
+        for t in range(rounds):
+            L = static if static is not None else _laplacian(schedule, t)
+            X = X + gamma * (L @ X_hat)
+            payload, C = compressor.encode(X - X_hat, C, t)
+            X_hat = X_hat + compressor.decode(payload, C, ids, t).to(X.dtype)
+            if not torch.isfinite(X).all():
+                break
+        err = float(((X - mean0) ** 2).sum() + ((X - X_hat) ** 2).sum())
+        errors.append(err if math.isfinite(err) else math.inf)
+    return grid[int(np.argmin(errors))], errors
+
+
+def _laplacian(schedule, t: int) -> torch.Tensor:
+    """``W(t) - I`` dense, float64."""
+    W = torch.from_numpy(sp.csr_array(schedule.matrix(t), dtype=np.float64).toarray())
+    return W - torch.eye(W.shape[0], dtype=W.dtype)
+
+
+@dataclass(frozen=True)
+class ConsensusStep:
+    """The resolved ``gamma`` and how it was chosen (the ``summary.json`` entries)."""
+
+    gamma: float
+    rule: str  # "given", "auto" or "tune"
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "gamma_rule": self.rule, **self.facts}
+
+
+def resolve_gamma(value: float | str, ctx, algorithm: str) -> ConsensusStep:
+    """``algorithm.gamma`` as a number for the run of ``ctx`` (collective for ``tune``: rank 0
+    searches and broadcasts)."""
+    from gossip.algorithms.public_copies import compressor_of
+
+    if not isinstance(value, str):
+        return ConsensusStep(float(value), "given")
+    compressor = compressor_of(ctx)
+    if value == "auto":
+        if compressor.omega is None:
+            raise ConfigError(
+                f"algorithm.gamma=auto: compressor {compressor.name!r} does not state its "
+                f"compression quality omega; set algorithm.gamma to a number or tune ({algorithm})"
+            )
+        omega = float(compressor.omega(ctx.problem.dim, ctx.problem.layout))
+        b = beta(ctx.schedule)
+        return ConsensusStep(auto_gamma(omega, b), "auto", {"omega": omega, "beta": b})
+    comm = ctx.comm
+    found = None
+    if comm.rank == 0:
+        found = tune_gamma(ctx.schedule, compressor, ctx.problem.dim, ctx.problem.layout,
+                           ctx.seed)
+    if comm.size > 1:
+        found = comm.broadcast_object(found, root=0)
+    gamma, errors = found
+    return ConsensusStep(gamma, "tune", {"gamma_grid": list(TUNE_GRID),
+                                         "gamma_tune_errors": errors,
+                                         "gamma_tune_rounds": TUNE_ROUNDS})
