@@ -18,6 +18,7 @@ gossip.errors.ConfigError: algorithm.lr must be > 0, got -1.0
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "at_least",
     "fraction",
     "in_unit_interval",
+    "int_range",
     "non_negative",
     "positive",
     "resolve",
@@ -47,7 +49,9 @@ class Option:
     name : str
         Key inside its section (``lr``).
     type : type
-        ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict``. Ints are accepted for floats.
+        ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict``. Ints are accepted for floats;
+        a float must be finite (TOML's ``inf``, ``nan`` and ``1e400``, which reads as ``inf``,
+        are rejected).
     default :
         Value when the key is absent; ``Option.REQUIRED`` makes it mandatory; ``None`` means
         "not set" and skips the type check when absent or given as None.
@@ -83,6 +87,8 @@ class Option:
             value = list(value)
         if not isinstance(value, t):
             raise ConfigError(f"{key} must be of type {t.__name__}, got {value!r}")
+        if t is float and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ConfigError(f"{key} must be one of [{allowed}], got {value!r}")
@@ -138,6 +144,15 @@ def in_unit_interval(v) -> str | None:
 def fraction(v) -> str | None:
     """0 < v <= 1."""
     return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
+def int_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    """``lo <= v <= hi`` (e.g. a seed numpy and torch both accept)."""
+
+    def check(v):
+        return None if lo <= v <= hi else f"must be in [{lo}, {hi}]"
+
+    return check
 
 
 def at_least(m) -> Callable[[Any], str | None]:

@@ -74,6 +74,13 @@ class Algorithm(ABC):
     #: Encoded rows one message carries (BEER sends copies of X and of V together): the dense
     #: bytes a compressed run is compared with in ``summary.json``.
     ROWS_PER_MESSAGE: ClassVar[int] = 1
+    #: Whether the algorithm applies the run's ``[compression]`` operator (a config that names
+    #: a compressor for one that does not is rejected, not silently run uncompressed).
+    USES_COMPRESSION: ClassVar[bool] = False
+    #: Whether the algorithm mixes with ``W(t)`` of a time-varying schedule (RelaySum relays
+    #: over a fixed spanning tree, all-reduce and FedAvg average exactly), so that a schedule
+    #: other than ``static`` is rejected for one that does not.
+    FOLLOWS_SCHEDULE: ClassVar[bool] = True
 
     def __init__(self, cfg: Any = None) -> None:
         self.cfg = self.Config() if cfg is None else cfg

@@ -51,7 +51,7 @@ from gossip.algorithms.public_copies import (
 )
 from gossip.comm.channel import repair_mix
 from gossip.comm.mixing import apply_rows, senders_to
-from gossip.options import at_least, positive
+from gossip.options import at_least, fraction
 from gossip.registry import option
 
 __all__ = ["Choco", "ChocoState", "CompressedGossipNaive", "NaiveState"]
@@ -79,11 +79,12 @@ class Choco(Algorithm):
     """CHOCO-SGD with public copies ``X_hat`` and consensus step ``gamma``."""
 
     name = "choco"
+    USES_COMPRESSION = True
 
     @dataclass(frozen=True)
     class Config:
-        gamma: float = option(1.0, "consensus step size gamma (lower it for strong compression)",
-                              check=positive)
+        gamma: float = option(1.0, "consensus step size gamma in (0, 1] (lower it for strong "
+                              "compression)", check=fraction)
         local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
     def init(self, ctx: Context) -> ChocoState:
@@ -119,6 +120,7 @@ class CompressedGossipNaive(Algorithm):
     """Naive compressed D-SGD (baseline): ``x_i <- W_ii x_i + sum_{j != i} W_ij C(x_j)``."""
 
     name = "naive_compressed_dsgd"
+    USES_COMPRESSION = True
 
     @dataclass(frozen=True)
     class Config:
