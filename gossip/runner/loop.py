@@ -34,7 +34,8 @@ from gossip.runner.rundir import MetricsWriter, write_json
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
 
 #: Keys a resumed run may change (everything else must match the saved config).
-RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out")
+#: ``out`` and ``name`` are where the run lives: the folder given to ``--resume`` decides them.
+RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device")
 
 
 class TrainingDiverged(ConfigError):
@@ -46,13 +47,20 @@ def _resume_config(run_dir: Path, given: Config | None) -> Config:
     if given is None:
         return saved
     old, new = saved.to_dict(), given.to_dict()
+    for key in ("out", "name"):
+        if new.get(key) != old.get(key):
+            raise ConfigError(
+                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, given "
+                f"{new.get(key)!r}): the run stays in {str(run_dir)!r}; only "
+                f"{', '.join(RESUMABLE_CHANGES)} may change"
+            )
     for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and key != "name" and old.get(key) != new.get(key):
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
             raise ConfigError(
                 f"cannot resume with a different {key!r} (saved {old.get(key)!r}, "
                 f"given {new.get(key)!r}); only {', '.join(RESUMABLE_CHANGES)} may change"
             )
-    return given.replace(name=saved["name"], out=saved["out"])
+    return given
 
 
 def run(
@@ -67,8 +75,9 @@ def run(
     Parameters
     ----------
     config : Config, optional
-        The resolved configuration; with ``resume`` it may only change ``rounds``,
-        ``eval_every``, ``checkpoint_every`` and ``device`` of the saved one.
+        The resolved configuration; with ``resume`` it may only change ``rounds`` (not below
+        the rounds done), ``eval_every``, ``checkpoint_every`` and ``device`` of the saved
+        one (``out`` and ``name`` stay those of the run folder).
     comm : Communicator, optional
         Default ``gossip.comm.factory.make_comm(nodes)`` (MPI under ``mpiexec``).
     quiet : bool
@@ -88,6 +97,11 @@ def run(
         raise ConfigError("run() needs a config or resume=RUN_DIR")
     exp = Experiment.build(config, comm)
     progress = exp.begin() if resume is None else exp.restore(resume)
+    if progress.rounds_done > exp.config["rounds"]:
+        raise ConfigError(
+            f"cannot resume with rounds={exp.config['rounds']}: the run in {str(resume)!r} has "
+            f"done {progress.rounds_done} rounds already; give rounds >= {progress.rounds_done}"
+        )
     writer = MetricsWriter(exp.run_dir / "metrics.jsonl", progress.records) \
         if exp.comm.rank == 0 else None
     loop = _Loop(exp, progress, writer)
