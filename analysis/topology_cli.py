@@ -96,10 +96,10 @@ def parse_nodes(text: str) -> list[int]:
         except ValueError:
             raise _error(f"--nodes needs integers >= 2, got {part!r} in {text!r}") from None
         if n < 2:
-            raise _error(f"--nodes needs integers >= 2, got {n}")
+            raise _error(f"--nodes needs integers in [2, {MAX_NODES}], got {n}")
         if n > MAX_NODES:
-            raise _error(f"--nodes must be in [2, {MAX_NODES}], got {n}: the spectral summary "
-                         "of a slow-mixing graph (a ring) takes minutes beyond that")
+            raise _error(f"--nodes needs integers in [2, {MAX_NODES}], got {n}: the spectral "
+                         "summary of a slow-mixing graph (a ring) takes minutes beyond that")
         if n not in nodes:
             nodes.append(n)
     return nodes

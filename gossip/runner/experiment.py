@@ -211,10 +211,17 @@ class Experiment:
     def restore(self, run_dir: str | Path) -> Progress:
         """Continue the run in ``run_dir`` from this rank's last checkpoint: state, byte
         counters and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc.
-        may have changed)."""
+        may have changed). ConfigError, with the folder untouched, when ``rounds`` is below
+        the rounds done."""
         comm = self.comm
         self.run_dir = Path(run_dir)
         ckpt = load_checkpoint(self.run_dir, comm.rank, comm.size)
+        done, rounds = ckpt["rounds_done"], self.config["rounds"]
+        if done > rounds:
+            raise ConfigError(
+                f"cannot resume with rounds={rounds}: the run in {str(run_dir)!r} has done "
+                f"{done} rounds already; give rounds >= {done}"
+            )
         self.state = restore_state(self.state, ckpt["state"])
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])

@@ -97,11 +97,6 @@ def run(
         raise ConfigError("run() needs a config or resume=RUN_DIR")
     exp = Experiment.build(config, comm)
     progress = exp.begin() if resume is None else exp.restore(resume)
-    if progress.rounds_done > exp.config["rounds"]:
-        raise ConfigError(
-            f"cannot resume with rounds={exp.config['rounds']}: the run in {str(resume)!r} has "
-            f"done {progress.rounds_done} rounds already; give rounds >= {progress.rounds_done}"
-        )
     writer = MetricsWriter(exp.run_dir / "metrics.jsonl", progress.records) \
         if exp.comm.rank == 0 else None
     loop = _Loop(exp, progress, writer)
