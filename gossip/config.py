@@ -28,6 +28,7 @@ from typing import Any
 
 from gossip.errors import ConfigError
 from gossip.options import (
+    SEED_MAX,
     Option,
     at_least,
     int_range,
@@ -50,10 +51,6 @@ __all__ = [
     "parse_override",
     "validate",
 ]
-
-#: The largest seed: TOML's largest integer, which numpy and ``torch.manual_seed`` accept.
-SEED_MAX = 2**63 - 1
-
 
 def _run_name(v: str) -> str | None:
     """A run folder name is one path component inside ``out``."""

@@ -26,6 +26,7 @@ from typing import Any
 from gossip.errors import ConfigError
 
 __all__ = [
+    "SEED_MAX",
     "Option",
     "at_least",
     "fraction",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 _REQUIRED = object()
+
+#: The largest seed: TOML's largest integer, which numpy and ``torch.manual_seed`` accept.
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ CASES = [
     ("churn-offline", train("topology.schedule=churn", "topology.offline=1.5"),
      ["topology.offline", "0 <= offline < 1", "1.5"]),
     ("file-without-path", train("topology.name=file"), ["topology.name", "path="]),
+    ("topology-seed", train("topology.schedule=random_matching", "topology.seed=-5"),
+     ["topology.seed", "[0, 9223372036854775807]", "-5"]),
     ("erdos-renyi-p", train("topology.name=erdos_renyi", "topology.p=0.0"),
      ["topology.p", "0 < p <= 1"]),
     # -- [algorithm], run-level keys
