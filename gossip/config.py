@@ -53,9 +53,9 @@ __all__ = [
 ]
 
 def _run_name(v: str) -> str | None:
-    """A run folder name is one path component inside ``out``."""
-    if not v or v in (".", "..") or "/" in v or "\\" in v or ".." in v:
-        return "must be one folder name inside out (no '/', '\\' or '..')"
+    """A run folder name is one path component inside ``out`` (so never ``..`` or ``a/b``)."""
+    if v in ("", ".", "..") or "/" in v or "\\" in v:
+        return "must be one folder name inside out (no '/' or '\\', not '.' or '..')"
     return None
 
 

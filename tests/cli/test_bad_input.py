@@ -49,9 +49,10 @@ CASES = [
     ("device", train("device=tpu"), ["device", "[auto, cpu, cuda]", "'tpu'"]),
     ("dtype", train("dtype=float16"), ["dtype", "[float32, float64]", "'float16'"]),
     ("checkpoint-every", train("checkpoint_every=-1"), ["checkpoint_every must be >= 0"]),
-    ("name-parent", train(flags=("--name", "../x")), ["name", "no '/'", "'..'", "'../x'"]),
+    ("name-parent", train(flags=("--name", "../x")), ["name", "no '/'", "'../x'"]),
     ("name-slash", train("name=a/b"), ["name", "one folder name inside out", "'a/b'"]),
-    ("name-dotdot", train(flags=("--name", "..")), ["name", "'..'"]),
+    ("name-dotdot", train(flags=("--name", "..")), ["name", "not '.' or '..'", "got '..'"]),
+    ("name-backslash", train("name='a\\b'"), ["name", "one folder name inside out"]),
     ("unknown-top-key", train("foo=1"), ["'foo'", "valid top-level keys: checkpoint_every",
                                          "[topology]", "[model]"]),
     ("unknown-section", train("bogus.x=1"), ["'bogus'", "valid: topology, algorithm, problem, "
@@ -202,6 +203,12 @@ CASES = [
      ["binary.toml", "is not a TOML file: not UTF-8 text"]),
     ("config-bad-toml", ["train", "--config", "{tmp}/bad.toml"],
      ["bad.toml", "is not a TOML file:", "line 1"]),
+    ("config-inf", ["train", "--config", "{tmp}/inf.toml"],
+     ["algorithm.lr must be a finite number", "inf"]),
+    ("config-nan", ["train", "--config", "{tmp}/nan.toml"],
+     ["problem.sigma must be a finite number", "nan"]),
+    ("config-huge-seed", ["train", "--config", "{tmp}/seed.toml"],
+     ["seed", "[0, 9223372036854775807]", "99999999999999999999"]),
     ("resume-not-a-run", ["train", "--resume", "{tmp}"], ["--resume", "no config.toml"]),
     ("resume-fewer-rounds", ["train", "--resume", "{run}", "--set", "rounds=2"],
      ["rounds=2", "done 4 rounds", "rounds >= 4"]),
@@ -273,6 +280,9 @@ def test_the_table_covers_every_section_and_sixty_cases():
 def test_bad_input_exits_2_with_one_line(argv, parts, tmp_path, finished_run, capsys):
     (tmp_path / "binary.toml").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
     (tmp_path / "bad.toml").write_text("nodes = = 3\n")
+    (tmp_path / "inf.toml").write_text("[algorithm]\nlr = inf\n")
+    (tmp_path / "nan.toml").write_text("[problem]\nname = 'quadratic'\nsigma = nan\n")
+    (tmp_path / "seed.toml").write_text("seed = 99999999999999999999\n")
     before = sorted(p.name for p in finished_run.iterdir())
     assert main(_argv(argv, tmp_path, finished_run)) == 2
     out, err = capsys.readouterr()
