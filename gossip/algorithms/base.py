@@ -82,6 +82,14 @@ class Algorithm(ABC):
     #: other than ``static`` is rejected for one that does not.
     FOLLOWS_SCHEDULE: ClassVar[bool] = True
 
+    @classmethod
+    def check_network(cls, schedule: Any, graph: Any) -> None:
+        """ConfigError when the algorithm is not defined for this schedule ``W(t)`` and graph
+        (D^2's condition on the eigenvalues of ``W``). Called once per run before anything
+        else is built, and by ``gossip sweep`` for every point before the first run; the
+        default accepts every network."""
+        return None
+
     def __init__(self, cfg: Any = None) -> None:
         self.cfg = self.Config() if cfg is None else cfg
 

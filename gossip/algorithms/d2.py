@@ -13,7 +13,7 @@ on bipartite graphs (even rings, chains) ``lambda_min`` can reach -1 and D^2 div
 A static ``W`` outside that class (not symmetric, or ``lambda_min(W) <= -1/3``: an even ring
 with Metropolis weights sits exactly on the bound, where the mode ``z = -1`` of
 ``z^2 - 2 lambda z + lambda = 0`` never decays) is rejected when the run starts
-(:func:`check_d2_weights`). Time-varying schedules run unchecked, but the exactness theory is
+(:meth:`D2.check_network`). Time-varying schedules run unchecked, but the exactness theory is
 for a fixed ``W``.
 """
 
@@ -81,9 +81,13 @@ class D2(Algorithm):
 
     name = "d2"
 
+    @classmethod
+    def check_network(cls, schedule, graph) -> None:
+        """A static ``W`` must pass :func:`check_d2_weights`."""
+        if schedule.is_static:
+            check_d2_weights(schedule.matrix(0))
+
     def init(self, ctx: Context) -> D2State:
-        if ctx.schedule.is_static:
-            check_d2_weights(ctx.schedule.matrix(0))
         X = ctx.problem.init_params(ctx.comm.nodes)
         return D2State(X, X.clone(), torch.zeros_like(X))
 

@@ -105,10 +105,14 @@ def on_rank0(comm: Communicator, fn):
 
 
 def _network(config: Config):
-    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``."""
+    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``.
+    ConfigError when the algorithm is not defined on that network
+    (:meth:`~gossip.algorithms.Algorithm.check_network`)."""
+    from gossip.algorithms import ALGORITHMS
     from gossip.compression import make_compressor
 
     graph, schedule = build_topology(config)
+    ALGORITHMS[config["algorithm"]["name"]].check_network(schedule, graph)
     comp = {k: v for k, v in config["compression"].items() if v is not None}
     name = comp.pop("name")
     compressor = make_compressor(name, comp)

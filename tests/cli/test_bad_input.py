@@ -374,14 +374,17 @@ def test_sweep_reads_the_error_line_not_the_banner():
 
 @requires_mpi
 def test_sweep_mpi_reports_the_runs_error_not_the_banner(tmp_path):
-    """d2 on an even ring is refused when the run is built, inside ``mpiexec``: the sweep's one
-    line is that refusal (the config itself validates, so the sweep launches the run)."""
+    """A batch larger than any node's data is found when the problem is built, inside
+    ``mpiexec`` (the sweep's own check builds only the network): the sweep's one line is
+    that refusal, not the launcher's banner."""
     proc = subprocess.run(
         [sys.executable, "-m", "gossip", "sweep", "--mpi", "2", "--out", str(tmp_path),
-         "--grid", "algorithm.name=d2", *_sets("problem.name=quadratic", "nodes=4", "rounds=2")],
+         "--grid", "problem.batch_size=100000",
+         *_sets("problem.name=classification", "data.name=synthetic", "nodes=4", "rounds=2")],
         env=_env(), capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     progress, error = proc.stderr.strip().splitlines()  # "[1/1] <run>", then the error
     assert progress.startswith("[1/1] ")
-    assert_one_error_line(error, ["gossip sweep: error: run ", "lambda_min(W) > -1/3"])
+    assert_one_error_line(error, ["gossip sweep: error: run problem.batch_size-100000: ",
+                                  "problem.batch_size=100000 is more than any node holds"])
     assert "prterun" not in proc.stderr and "Exit code" not in proc.stderr
