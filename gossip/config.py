@@ -60,7 +60,8 @@ def _run_name(v: str) -> str | None:
 
 
 RUN_OPTIONS: list[Option] = [
-    Option("seed", int, 0, "seed of everything random (data, batches, random topologies)",
+    Option("seed", int, 0, "seed of everything random (data, batches, random topologies), "
+           "0 .. 2**63-1",
            check=int_range(0, SEED_MAX)),
     Option("nodes", int, 16, "number of nodes n", check=at_least(2)),
     Option("rounds", int, 1000, "communication rounds", check=at_least(1)),
