@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "diameter, degree, edges; schedules add effective_p over tau rounds.",
     )
     report.add_argument("--nodes", default="8,16,32,64",
-                        help="comma-separated node counts, each >= 2 (default 8,16,32,64)")
+                        help=f"comma-separated node counts, each in [2, {MAX_NODES}] "
+                        "(default 8,16,32,64)")
     report.add_argument("--topologies", default=None,
                         help="comma-separated topology names (default: all standard families)")
     report.add_argument("--schedules", default="",
@@ -73,8 +74,14 @@ def _error(message: str):
     return TopologyError(message)
 
 
+#: Largest node count of ``report`` and ``show``: Lanczos (ARPACK) on a ring's sparse ``W``
+#: needs about ``n`` iterations of ``O(n)`` each, some 10 s at 8192 nodes.
+MAX_NODES = 8192
+
+
 def parse_nodes(text: str) -> list[int]:
-    """``"8,16,32"`` -> ``[8, 16, 32]`` (duplicates dropped); each must be an integer >= 2.
+    """``"8,16,32"`` -> ``[8, 16, 32]`` (duplicates dropped); each an integer in
+    ``[2, MAX_NODES]``.
 
     >>> parse_nodes("8, 16,8")
     [8, 16]
@@ -89,7 +96,10 @@ def parse_nodes(text: str) -> list[int]:
         except ValueError:
             raise _error(f"--nodes needs integers >= 2, got {part!r} in {text!r}") from None
         if n < 2:
-            raise _error(f"--nodes needs integers >= 2, got {n}")
+            raise _error(f"--nodes needs integers in [2, {MAX_NODES}], got {n}")
+        if n > MAX_NODES:
+            raise _error(f"--nodes needs integers in [2, {MAX_NODES}], got {n}: the spectral "
+                         "summary of a slow-mixing graph (a ring) takes minutes beyond that")
         if n not in nodes:
             nodes.append(n)
     return nodes

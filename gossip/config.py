@@ -28,8 +28,10 @@ from typing import Any
 
 from gossip.errors import ConfigError
 from gossip.options import (
+    SEED_MAX,
     Option,
     at_least,
+    int_range,
     non_negative,
     positive,
     resolve,
@@ -51,8 +53,17 @@ __all__ = [
     "validate",
 ]
 
+def _run_name(v: str) -> str | None:
+    """A run folder name is one path component inside ``out`` (so never ``..`` or ``a/b``)."""
+    if v in ("", ".", "..") or "/" in v or "\\" in v:
+        return "must be one folder name inside out (no '/' or '\\', not '.' or '..')"
+    return None
+
+
 RUN_OPTIONS: list[Option] = [
-    Option("seed", int, 0, "seed of everything random (data, batches, random topologies)"),
+    Option("seed", int, 0, "seed of everything random (data, batches, random topologies), "
+           "0 .. 2**63-1",
+           check=int_range(0, SEED_MAX)),
     Option("nodes", int, 16, "number of nodes n", check=at_least(2)),
     Option("rounds", int, 1000, "communication rounds", check=at_least(1)),
     Option("eval_every", int, 100, "rounds between two metric records", check=at_least(1)),
@@ -71,13 +82,14 @@ RUN_OPTIONS: list[Option] = [
         check=non_negative,
     ),
     Option("out", str, "runs", "folder that holds run folders"),
-    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>)"),
+    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>)",
+           check=_run_name),
 ]
 
 #: ``[algorithm]`` keys of the run loop itself (the rest are the algorithm's ``Config``).
 LR_OPTIONS: list[Option] = [
     Option("name", str, "dsgd", "algorithm (gossip.algorithms)"),
-    Option("lr", float, 0.2, "step size eta", check=positive),
+    Option("lr", float, 0.1, "step size eta", check=positive),
     Option(
         "lr_schedule", str, "constant", "eta(t): constant, cosine or step",
         choices=("constant", "cosine", "step"),
@@ -95,7 +107,7 @@ PASS_THROUGH = {"data": "dataset", "model": "model"}
 #: The embedded default run: 16 nodes on a ring, D-SGD, MNIST classification.
 DEFAULTS: dict[str, Any] = {
     "topology": {"name": "ring", "weights": "metropolis", "schedule": "static"},
-    "algorithm": {"name": "dsgd", "lr": 0.1},
+    "algorithm": {"name": "dsgd"},
     "problem": {"name": "classification"},
     "compression": {"name": "none"},
     "data": {},
@@ -202,16 +214,32 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+        raw = _read_toml(Path(path))
     for text in overrides:
         _apply(raw, *parse_override(text))
     return validate(raw)
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    """The table in the TOML file ``p``; a ConfigError saying what ``p`` is when it is not one."""
+    where = f"config file {str(p)!r}"
+    if p.is_dir():
+        raise ConfigError(f"{where} is a directory, not a TOML file")
+    if not p.exists():
+        raise ConfigError(f"{where} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"{where} is not a regular file (a device or pipe), not a TOML file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{where} cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where} is not a TOML file: not UTF-8 text ({err.reason} at byte "
+                          f"{err.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where} is not a TOML file: {err}") from None
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -232,14 +260,36 @@ def validate(raw: Mapping[str, Any]) -> Config:
         given = raw.pop(s, {})
         if not isinstance(given, dict):
             raise ConfigError(f"[{s}] must be a table of keys, got {given!r}")
-        sections[s] = {**DEFAULTS[s], **given} if s != "algorithm" else _merge_alg(given)
+        sections[s] = {**DEFAULTS[s], **given}
     _check_top_keys(raw)
     out: dict[str, Any] = dict(resolve("", raw, RUN_OPTIONS))
     out["topology"] = resolve_topology(sections["topology"], out)
     out["algorithm"] = _algorithm(sections["algorithm"])
     out["problem"], out["data"], out["model"] = _problem(sections)
     out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
+    _check_combinations(out)
     return Config(out)
+
+
+def _check_combinations(out: dict) -> None:
+    """Keys that are valid alone but would be silently ignored or contradict each other."""
+    alg, topo = out["algorithm"], out["topology"]
+    if alg["lr_schedule"] == "cosine" and alg["lr_min"] > alg["lr"]:
+        raise ConfigError(f"algorithm.lr_min={alg['lr_min']!r} must be <= algorithm.lr="
+                          f"{alg['lr']!r} for the cosine schedule (it decays from lr to lr_min)")
+    from gossip.algorithms import ALGORITHMS
+
+    entry = ALGORITHMS[alg["name"]]
+    comp = out["compression"]["name"]
+    if comp != "none" and not entry.USES_COMPRESSION:
+        users = sorted(n for n in ALGORITHMS.names() if ALGORITHMS[n].USES_COMPRESSION)
+        raise ConfigError(f"compression.name={comp!r} has no effect with algorithm.name="
+                          f"{alg['name']!r}; the algorithms that compress: {', '.join(users)}")
+    if topo["schedule"] != "static" and not entry.FOLLOWS_SCHEDULE:
+        users = sorted(n for n in ALGORITHMS.names() if ALGORITHMS[n].FOLLOWS_SCHEDULE)
+        raise ConfigError(f"topology.schedule={topo['schedule']!r} has no effect with "
+                          f"algorithm.name={alg['name']!r}, which does not mix with W(t); use "
+                          f"schedule 'static' or one of: {', '.join(users)}")
 
 
 def _check_top_keys(raw: dict) -> None:
@@ -248,12 +298,6 @@ def _check_top_keys(raw: dict) -> None:
         if key not in known:
             valid = ", ".join([*sorted(known), *(f"[{s}]" for s in SECTIONS)])
             raise ConfigError(f"unknown key {key!r}; valid top-level keys: {valid}")
-
-
-def _merge_alg(given: dict) -> dict:
-    if "name" in given and given["name"] != DEFAULTS["algorithm"]["name"]:
-        return {"lr": DEFAULTS["algorithm"]["lr"], **given}
-    return {**DEFAULTS["algorithm"], **given}
 
 
 def _named(section: str, given: dict, options_of) -> dict:

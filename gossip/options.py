@@ -18,6 +18,7 @@ gossip.errors.ConfigError: algorithm.lr must be > 0, got -1.0
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 from gossip.errors import ConfigError
 
 __all__ = [
+    "SEED_MAX",
     "Option",
     "at_least",
     "fraction",
+    "int_range",
     "non_negative",
     "positive",
     "resolve",
@@ -36,6 +39,9 @@ __all__ = [
 ]
 
 _REQUIRED = object()
+
+#: The largest seed: TOML's largest integer, which numpy and ``torch.manual_seed`` accept.
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Option:
         ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict``, or a tuple of them (a value
         of any of them, e.g. ``(float, str)`` for ``gamma = 0.5`` or ``"auto"``). Ints are
         accepted for floats.
+        A float must be finite (TOML's ``inf``, ``nan`` and ``1e400``, which reads as
+        ``inf``, are rejected).
     default :
         Value when the key is absent; ``Option.REQUIRED`` makes it mandatory; ``None`` means
         "not set" and skips the type check when absent or given as None.
@@ -86,6 +94,8 @@ class Option:
             value = list(value)
         if not isinstance(value, t):
             raise ConfigError(f"{key} must be of type {type_name(t)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ConfigError(f"{key} must be one of [{allowed}], got {value!r}")
@@ -141,6 +151,15 @@ def non_negative(v) -> str | None:
 def fraction(v) -> str | None:
     """0 < v <= 1."""
     return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
+def int_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    """``lo <= v <= hi`` (e.g. a seed numpy and torch both accept)."""
+
+    def check(v):
+        return None if lo <= v <= hi else f"must be in [{lo}, {hi}]"
+
+    return check
 
 
 def at_least(m) -> Callable[[Any], str | None]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gossip.errors import ConfigError
-from gossip.options import Option, resolve, unknown_name
+from gossip.options import SEED_MAX, Option, int_range, resolve, unknown_name
 
 __all__ = [
     "GRAPH_SCHEDULES",
@@ -23,7 +23,8 @@ TOPOLOGY_OPTIONS: list[Option] = [
     Option("name", str, "ring", "graph family (topologies.names())"),
     Option("weights", str, "metropolis", "mixing rule (topologies.rules())"),
     Option("schedule", str, "static", "W(t) per round (topologies.schedule_names())"),
-    Option("seed", int, None, "seed of random graphs and schedules (default: the run seed)"),
+    Option("seed", int, None, "seed of random graphs and schedules (default: the run seed)",
+           check=int_range(0, SEED_MAX)),
     Option("shape", list, None, "torus/grid: [rows, cols]"),
     Option("degree", int, None, "random_regular / random_graph: node degree"),
     Option("p", float, None, "erdos_renyi / small_world / random_graph: edge probability"),

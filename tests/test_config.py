@@ -87,7 +87,14 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "none.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("nodes = = 3")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="is not a TOML file: .*line 1"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config("/dev/null")
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match="is not a TOML file: not UTF-8 text"):
         load_config(bad)
 
 

@@ -133,16 +133,21 @@ def test_a_new_entry_is_picked_up_by_the_contract_tests(toy_module, tmp_path):
         make_compressor("toy_scale", {"k": 3})
     assert "toy_scale: scale of the sent rows" in describe_keys()
     assert "algorithm.name = 'toy_dsgd':" in describe_keys()
-    # and it runs end to end
+    # a D-SGD never compresses, so naming a compressor for it is refused, not ignored
+    quick = ["problem.name=quadratic", "nodes=4", "rounds=2", "eval_every=1", f"out='{tmp_path}'"]
+    with pytest.raises(ConfigError, match="compression.name='toy_scale' has no effect with "
+                                          "algorithm.name='toy_dsgd'"):
+        load_config(None, [*quick, "algorithm.name=toy_dsgd", "compression.name=toy_scale"])
+    # and both run end to end
     from gossip.runner.loop import run
 
-    config = load_config(None, [
-        "problem.name=quadratic", "nodes=4", "rounds=2", "eval_every=1", "algorithm.name=toy_dsgd",
-        "compression.name=toy_scale", f"out='{tmp_path}'", "name=toy",
-    ])
-    run(config, quiet=True)
+    run(load_config(None, [*quick, "algorithm.name=toy_dsgd", "name=toy"]), quiet=True)
     summary = json.loads((Path(tmp_path) / "toy" / "summary.json").read_text())
     assert summary["algorithm"]["name"] == "toy_dsgd"
+    run(load_config(None, [*quick, "algorithm.name=naive_compressed_dsgd",
+                           "compression.name=toy_scale", "name=toy_c"]), quiet=True)
+    summary = json.loads((Path(tmp_path) / "toy_c" / "summary.json").read_text())
+    assert summary["compression"]["name"] == "toy_scale"
 
 
 def test_doctests():

@@ -55,6 +55,8 @@ class AllReduce(Algorithm):
     """Mini-batch SGD with an exact all-reduce of the gradients every step."""
 
     name = "allreduce"
+    USES_COMPRESSION = True
+    FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
 
     @dataclass(frozen=True)
     class Config:

@@ -74,6 +74,21 @@ class Algorithm(ABC):
     #: Encoded rows one message carries (BEER sends copies of X and of V together): the dense
     #: bytes a compressed run is compared with in ``summary.json``.
     ROWS_PER_MESSAGE: ClassVar[int] = 1
+    #: Whether the algorithm applies the run's ``[compression]`` operator (a config that names
+    #: a compressor for one that does not is rejected, not silently run uncompressed).
+    USES_COMPRESSION: ClassVar[bool] = False
+    #: Whether the algorithm mixes with ``W(t)`` of a time-varying schedule (RelaySum relays
+    #: over a fixed spanning tree, all-reduce and FedAvg average exactly), so that a schedule
+    #: other than ``static`` is rejected for one that does not.
+    FOLLOWS_SCHEDULE: ClassVar[bool] = True
+
+    @classmethod
+    def check_network(cls, schedule: Any, graph: Any) -> None:
+        """ConfigError when the algorithm is not defined for this schedule ``W(t)`` and graph
+        (D^2's condition on the eigenvalues of ``W``). Called once per run before anything
+        else is built, and by ``gossip sweep`` for every point before the first run; the
+        default accepts every network."""
+        return None
 
     def __init__(self, cfg: Any = None) -> None:
         self.cfg = self.Config() if cfg is None else cfg

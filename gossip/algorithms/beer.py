@@ -77,6 +77,7 @@ class Beer(Algorithm):
     (of ``V``), consensus step ``gamma``."""
 
     name = "beer"
+    USES_COMPRESSION = True
     ROWS_PER_MESSAGE = 2  # q^H and q^G travel in one message
 
     @dataclass(frozen=True)

@@ -80,13 +80,14 @@ class Choco(Algorithm):
     """CHOCO-SGD with public copies ``X_hat`` and consensus step ``gamma``."""
 
     name = "choco"
+    USES_COMPRESSION = True
 
     @dataclass(frozen=True)
     class Config:
         gamma: float | str = option(
-            "auto", "consensus step gamma: a number, auto = min(1, 2 omega / ||I - W||_2), "
+            "auto", "consensus step gamma: a number in (0, 1], auto = min(1, 2 omega / ||I - W||_2), "
             "or tune (the authors' grid search on the run's W and compressor)",
-            check=gamma_check(None))
+            check=gamma_check(1.0))
         local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
     _step: ConsensusStep | None = None
@@ -134,6 +135,7 @@ class CompressedGossipNaive(Algorithm):
     """Naive compressed D-SGD (baseline): ``x_i <- W_ii x_i + sum_{j != i} W_ij C(x_j)``."""
 
     name = "naive_compressed_dsgd"
+    USES_COMPRESSION = True
 
     @dataclass(frozen=True)
     class Config:

@@ -80,6 +80,8 @@ class FedAvg(Algorithm):
     """FedAvg / FedAvgM on the hosted block."""
 
     name = "fedavg"
+    USES_COMPRESSION = True
+    FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
 
     @dataclass(frozen=True)
     class Config:

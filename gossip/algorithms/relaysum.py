@@ -250,6 +250,7 @@ class RelaySumConfig:
 
 
 class _RelaySum(Algorithm):
+    FOLLOWS_SCHEDULE = False  # relays over a fixed spanning tree of the graph
     _plans: tuple[RelayPlan, ...] | None = None
     _plans_for: tuple | None = None  # (graph itself, n, hosted nodes) the plans were made for
 

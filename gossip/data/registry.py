@@ -20,7 +20,7 @@ from gossip.data.synthetic import make_synthetic
 from gossip.errors import DataError
 from gossip.registry import Registry
 
-__all__ = ["DATASETS", "Dataset", "dataset_names", "load_dataset", "normalize"]
+__all__ = ["DATASETS", "Dataset", "check_labels", "dataset_names", "load_dataset", "normalize"]
 
 #: Every data set by its ``[data] name`` (``problem.dataset``): a loader
 #: ``loader(root, seed) -> (train_x, train_y, test_x, test_y, info)``.
@@ -101,13 +101,26 @@ def load_dataset(name: str, root: str | Path | None = None, *, seed: int = 0) ->
     ConfigError
         Unknown name.
     DataError
-        Missing or malformed folder (the message names the folder and the expected files).
+        Missing or malformed folder (the message names the folder and the expected files), or
+        a label outside ``[0, classes)``.
     """
     loader = DATASETS[name]
     key = (name, None if root is None else str(Path(root).expanduser().resolve()), seed)
     if key not in _CACHE:
-        _CACHE[key] = Dataset(*loader(root, seed))
+        data = Dataset(*loader(root, seed))
+        check_labels(data, name if root is None else f"{name} in {root}")
+        _CACHE[key] = data
     return _CACHE[key]
+
+
+def check_labels(data: Dataset, where: str) -> None:
+    """DataError unless every train and test label ``y`` is in ``[0, info["classes"])``."""
+    classes = data.info["classes"]
+    for split, y in (("train", data.train_y), ("test", data.test_y)):
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise DataError(f"{where}: {split} label {bad} is outside the class range "
+                            f"[0, {classes}); labels must be 0..{classes - 1}")
 
 
 def normalize(

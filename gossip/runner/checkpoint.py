@@ -49,7 +49,8 @@ __all__ = ["RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path", "config_ha
            "rng_state", "save_checkpoint"]
 
 #: Keys a resumed run may change (everything else must match the saved config).
-RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device", "out")
+#: ``out`` and ``name`` are where the run lives: the folder given to ``--resume`` decides them.
+RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device")
 MANIFEST = "manifest.json"
 FORMAT = 2
 _FILE = re.compile(r"state-round(\d+)-rank(\d+)\.pt")

@@ -105,10 +105,14 @@ def on_rank0(comm: Communicator, fn):
 
 
 def _network(config: Config):
-    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``."""
+    """``(graph, schedule, compressor)`` of ``config``; ``compressor`` is None for ``none``.
+    ConfigError when the algorithm is not defined on that network
+    (:meth:`~gossip.algorithms.Algorithm.check_network`)."""
+    from gossip.algorithms import ALGORITHMS
     from gossip.compression import make_compressor
 
     graph, schedule = build_topology(config)
+    ALGORITHMS[config["algorithm"]["name"]].check_network(schedule, graph)
     comp = {k: v for k, v in config["compression"].items() if v is not None}
     name = comp.pop("name")
     compressor = make_compressor(name, comp)
@@ -212,11 +216,17 @@ class Experiment:
         """Continue the run in ``run_dir`` from its last complete checkpoint (every rank at the
         same round, :func:`~gossip.runner.checkpoint.resume_checkpoint`): state, byte counters
         and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc. may have
-        changed)."""
+        changed). ConfigError when ``rounds`` is below the rounds done."""
         comm = self.comm
         self.run_dir = Path(run_dir)
         ckpt, self.state = resume_checkpoint(self.run_dir, comm, config_hash(self.config),
                                              self.state)
+        done, rounds = ckpt["rounds_done"], self.config["rounds"]
+        if done > rounds:
+            raise ConfigError(
+                f"cannot resume with rounds={rounds}: the run in {str(run_dir)!r} has done "
+                f"{done} rounds already; give rounds >= {done}"
+            )
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])
         if comm.rank == 0:

@@ -45,13 +45,20 @@ def _resume_config(run_dir: Path, given: Config | None) -> Config:
     if given is None:
         return saved
     old, new = saved.to_dict(), given.to_dict()
+    for key in ("out", "name"):
+        if new.get(key) != old.get(key):
+            raise ConfigError(
+                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, given "
+                f"{new.get(key)!r}): the run stays in {str(run_dir)!r}; only "
+                f"{', '.join(RESUMABLE_CHANGES)} may change"
+            )
     for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and key != "name" and old.get(key) != new.get(key):
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
             raise ConfigError(
                 f"cannot resume with a different {key!r} (saved {old.get(key)!r}, "
                 f"given {new.get(key)!r}); only {', '.join(RESUMABLE_CHANGES)} may change"
             )
-    return given.replace(name=saved["name"], out=saved["out"])
+    return given
 
 
 def run(
@@ -66,8 +73,9 @@ def run(
     Parameters
     ----------
     config : Config, optional
-        The resolved configuration; with ``resume`` it may only change ``rounds``,
-        ``eval_every``, ``checkpoint_every`` and ``device`` of the saved one.
+        The resolved configuration; with ``resume`` it may only change ``rounds`` (not below
+        the rounds done), ``eval_every``, ``checkpoint_every`` and ``device`` of the saved
+        one (``out`` and ``name`` stay those of the run folder).
     comm : Communicator, optional
         Default ``gossip.comm.factory.make_comm(nodes)`` (MPI under ``mpiexec``).
     quiet : bool

@@ -37,6 +37,7 @@ from gossip.errors import ConfigError
 __all__ = [
     "SweepError",
     "grid_points",
+    "error_line",
     "mpi_command",
     "parse_grid",
     "point_name",
@@ -156,11 +157,38 @@ def _run_mpi(cmd: list[str], name: str) -> None:
 
     proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        last = lines[-1] if lines else "(no error output)"
+        last = error_line(proc.stderr)
         if proc.returncode == 2:
             raise ConfigError(f"run {name}: {last}")
         raise SweepError(f"run {name} failed with exit code {proc.returncode}: {last}")
+
+
+_OUR_ERROR = re.compile(r"^gossip [a-z]+: error: ")
+
+
+def error_line(stderr: str) -> str:
+    r"""The line that says what went wrong in a run's stderr under ``mpiexec``.
+
+    ``gossip train``'s own ``gossip train: error: ...`` line (its message, the last one when
+    there are several); else the last line outside the launcher's banners (blocks between
+    lines of dashes, such as Open MPI's "prterun detected that one or more processes exited
+    with non-zero status").
+
+    >>> error_line("gossip train: error: nodes must be >= 2, got 1\n" + "-" * 20 +
+    ...            "\nprterun detected that one or more processes exited\n" + "-" * 20)
+    'nodes must be >= 2, got 1'
+    """
+    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    ours = [line for line in lines if _OUR_ERROR.match(line)]
+    if ours:
+        return _OUR_ERROR.sub("", ours[-1])
+    outside, in_banner = [], False
+    for line in lines:
+        if set(line.strip()) == {"-"}:
+            in_banner = not in_banner
+        elif not in_banner:
+            outside.append(line)
+    return (outside or lines or ["(no error output)"])[-1]
 
 
 def run_sweep(

@@ -196,3 +196,37 @@ def test_fedavg_with_momentum_converges():
 def test_bad_options_name_the_key(name, options, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         make_algorithm(name, options)
+
+
+@pytest.mark.parametrize("n, rule, accepted", [
+    (8, "metropolis", False),  # even ring: lambda_min = 1/3 + 2/3 cos(pi) = -1/3, on the bound
+    (7, "metropolis", True),  # odd ring: 1/3 + 2/3 cos(6 pi / 7) = -0.2676...
+    (8, "lazy_metropolis", True),  # (I + W) / 2: lambda_min = 1/3
+    (8, "uniform", False),  # ring, uniform 1/3 weights: the same matrix as metropolis
+])
+def test_d2_weights_check_is_the_ring_closed_form(n, rule, accepted):
+    import math
+
+    import topologies
+    from gossip.algorithms.d2 import check_d2_weights, lambda_min
+    from gossip.errors import ConfigError
+
+    W = topologies.mixing_matrix(topologies.build("ring", n), rule)
+    metropolis = 1 / 3 + 2 / 3 * math.cos(2 * math.pi * (n // 2) / n)
+    expected = (1 + metropolis) / 2 if rule.startswith("lazy") else metropolis
+    assert lambda_min(W) == pytest.approx(expected, abs=1e-12)
+    if accepted:
+        check_d2_weights(W)
+    else:
+        with pytest.raises(ConfigError, match=r"lambda_min\(W\) > -1/3"):
+            check_d2_weights(W)
+
+
+def test_d2_lambda_min_sparse_path_matches_dense(monkeypatch):
+    import gossip.algorithms.d2 as d2
+    import topologies
+
+    W = topologies.mixing_matrix(topologies.build("torus", 36), "metropolis")
+    dense = d2.lambda_min(W)
+    monkeypatch.setattr(d2, "DENSE_UP_TO", 8)
+    assert d2.lambda_min(W) == pytest.approx(dense, abs=1e-8)

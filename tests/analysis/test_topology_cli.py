@@ -104,7 +104,8 @@ def test_show_large_graph_skips_matrix(capsys):
     "argv, words",
     [
         (["report", "--nodes", "8,x"], "integers >= 2"),
-        (["report", "--nodes", "8,1"], "integers >= 2"),
+        (["report", "--nodes", "8,1"], "integers in [2, 8192]"),
+        (["report", "--nodes", "8,8193"], "integers in [2, 8192]"),
         (["report", "--nodes", ""], "integers >= 2"),
         (["report", "--nodes", "8", "--topologies", "ring,moebius"], "unknown topology 'moebius'"),
         (["report", "--nodes", "8", "--weights", "boyd"], "unknown mixing rule 'boyd'"),

@@ -33,7 +33,9 @@ def test_not_quiet_closes_with_final_metrics_on_stderr(tmp_path, capsys):
     assert out.strip() == str(tmp_path / "y")  # stdout stays the run folder alone
     last = err.strip().splitlines()[-1]
     assert last.startswith("gossip train: finished after 4 rounds: distance_to_optimum ")
-    assert "bytes_sent" in last and "wall" in last
+    assert "bytes_sent" in last and last.endswith(" s") and ", rounds " in last
+    rounds, total = (float(p.split()[1]) for p in last.split(", ")[-2:])
+    assert 0 <= rounds <= total  # the total includes evaluation and writing
 
 
 @pytest.mark.parametrize("bad", [["--set", "nodes=1"], ["--set", "algorithm.lr=-1"],

@@ -169,6 +169,28 @@ def test_crafted_cifar_batch_runs_no_code(tmp_path):
     assert not marker.exists() and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("label", [10, 255])
+def test_idx_label_outside_the_ten_classes_is_refused(tmp_path, label):
+    make_idx_folder(tmp_path / "m", gz=False)
+    write_idx(tmp_path / "m" / "t10k-labels-idx1-ubyte", np.array([1, label, 2, 3, 4], np.uint8))
+    with pytest.raises(DataError, match=rf"test label {label} is outside the class range "
+                                        r"\[0, 10\); labels must be 0..9"):
+        load_dataset("fashion_mnist", tmp_path / "m")
+
+
+@pytest.mark.parametrize("label", [-1, 10])
+def test_cifar_label_outside_the_ten_classes_is_refused(tmp_path, label):
+    root = make_cifar_folder(tmp_path / "c")
+    with open(root / "data_batch_5", "rb") as f:
+        batch = pickle.load(f)
+    batch[b"labels"][2] = label
+    with open(root / "data_batch_5", "wb") as f:
+        pickle.dump(batch, f)
+    with pytest.raises(DataError, match=rf"cifar10 in .*: train label {label} is outside the "
+                                        r"class range \[0, 10\)"):
+        load_dataset("cifar10", root)
+
+
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match="unknown dataset 'svhn'; valid: cifar10"):
         load_dataset("svhn")

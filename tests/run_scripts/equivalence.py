@@ -12,6 +12,7 @@ import sys
 
 # algorithm -> extra overrides it needs to run on the quadratic
 NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
+         "d2": ["topology.weights=lazy_metropolis"],
          "beer": ["compression.name=topk", "compression.ratio=0.5"]}
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]

@@ -30,10 +30,11 @@ def cfg(tmp_path, *extra):
         (["topology.name=ring", "topology.p=0.5"], "topology.p"),
         (["topology.schedule=churn", "topology.offline=1.5"], "topology.offline"),
         (["topology.graphs=['ring']"], "topology.graphs"),
-        (["compression.k=3"], "compression.k"),
-        (["compression.name=sign", "compression.levels=3"], "compression.levels"),
-        (["compression.name=topk", "compression.k=3", "compression.ratio=0.5"],
-         "compression.ratio"),
+        (["algorithm.name=choco", "compression.k=3"], "compression.k"),
+        (["algorithm.name=choco", "compression.name=sign", "compression.levels=3"],
+         "compression.levels"),
+        (["algorithm.name=choco", "compression.name=topk", "compression.k=3",
+          "compression.ratio=0.5"], "compression.ratio"),
     ],
 )
 def test_build_errors_name_the_key(tmp_path, overrides, needle):
@@ -85,7 +86,8 @@ def test_one_run_builds_graph_compressor_and_problem_once(tmp_path, monkeypatch)
 
 
 def test_experiment_holds_the_built_run(tmp_path):
-    exp = Experiment.build(cfg(tmp_path, "name=e", "compression.name=fp16"))
+    exp = Experiment.build(cfg(tmp_path, "name=e", "algorithm.name=choco",
+                               "compression.name=fp16"))
     assert exp.run_dir is None and exp.compressor.name == "fp16"
     assert exp.ctx.comm is exp.timed and exp.timed.inner is exp.comm
     assert exp.ctx.compressor is exp.compressor and exp.ctx.schedule is exp.schedule

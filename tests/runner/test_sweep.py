@@ -126,3 +126,12 @@ def test_mpi_sweep_matches_in_process(tmp_path):
     b = final(local_folders[0], "distance_to_optimum")
     assert math.isclose(a, b, rel_tol=1e-6)
     assert "topology.name-ring" in table
+
+
+def test_a_point_the_algorithm_is_not_defined_on_fails_before_the_first_run(tmp_path):
+    """d2 on an even ring with Metropolis weights (lambda_min = -1/3) is refused by the check of
+    every point, so the dsgd point before it never runs."""
+    with pytest.raises(ConfigError, match=r"lambda_min\(W\) > -1/3"):
+        run_sweep(None, {"algorithm.name": ["dsgd", "d2"]}, tmp_path,
+                  sets=["problem.name=quadratic", "nodes=4", "rounds=2"])
+    assert not list(tmp_path.glob("**/config.toml"))

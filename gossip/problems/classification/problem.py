@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from gossip.data.partition import PARTITIONS, class_counts, make_partition
 from gossip.data.registry import DATASETS, load_dataset, normalize
+from gossip.errors import ConfigError
 from gossip.models.flat import layout_of, model_vector
 from gossip.models.registry import MODELS, make_model, model_options
 from gossip.options import at_least, non_negative, positive
@@ -54,7 +55,9 @@ class ClassificationConfig:
     shards_per_node: int = option(2, "classes per node (shards)", check=at_least(1))
     min_size: int = option(10, "least samples per node (dirichlet, quantity_skew)",
                            check=non_negative)
-    batch_size: int = option(32, "mini-batch size per node and step", check=at_least(1))
+    batch_size: int = option(32, "mini-batch size per node and step (at most the largest "
+                             "node's sample count; a smaller node wraps into its next epoch)",
+                             check=at_least(1))
     model: str = option("mlp", "network", choices=MODELS)
     hidden: list[int] = option([128], "hidden widths (mlp)", check=_widths)
     groups: int = option(2, "GroupNorm groups (resnet20)", check=positive)
@@ -98,6 +101,13 @@ class ClassificationProblem(Problem):
             partition, labels, n, seed=seed, alpha=alpha,
             shards_per_node=shards_per_node, min_size=min_size,
         )
+        largest = max(len(part) for part in self.parts)
+        if batch_size > largest:
+            raise ConfigError(
+                f"problem.batch_size={batch_size} is more than any node holds (the largest of "
+                f"the {n} nodes has {largest} training samples with partition={partition!r}); "
+                f"it must be in [1, {largest}]"
+            )
         self._counts = class_counts(self.parts, labels, self.classes)
         self.partition = {"name": partition, "alpha": alpha, "shards_per_node": shards_per_node,
                           "min_size": min_size}
