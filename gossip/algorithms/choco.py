@@ -85,8 +85,8 @@ class Choco(Algorithm):
     @dataclass(frozen=True)
     class Config:
         gamma: float | str = option(
-            "auto", "consensus step gamma: a number in (0, 1], auto = min(1, 2 omega / ||I - W||_2), "
-            "or tune (the authors' grid search on the run's W and compressor)",
+            "auto", "consensus step gamma: a number in (0, 1], auto = min(1, 2 omega / "
+            "||I - W||_2), or tune (the authors' grid search on the run's W and compressor)",
             check=gamma_check(1.0))
         local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
