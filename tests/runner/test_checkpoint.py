@@ -218,9 +218,9 @@ def test_rank_killed_while_checkpointing_then_resume_equals_uninterrupted(tmp_pa
     (folder / "state-round8-rank2.pt").unlink()
     bad = run_mpi(4, ["-m", "gossip.cli.train", "--quiet", "--resume", tmp_path / "cut"],
                   timeout=60)
-    # (Open MPI adds its banner; printing the error once is another item of issue 11)
+    # every rank agrees and exits 2; rank 0 alone prints the line (Open MPI adds its banner)
     lines = [line for line in bad.stderr.splitlines() if line.startswith("gossip train:")]
     assert bad.returncode == 2, bad.stderr
-    assert len(lines) == 4 and len(set(lines)) == 1, bad.stderr
+    assert len(lines) == 1 and "no complete checkpoint" in lines[0], bad.stderr
     assert "no complete checkpoint" in lines[0] and "rank 2 has no file state-round8-rank2.pt" \
         in lines[0]
