@@ -23,7 +23,15 @@ from gossip.comm.mixing_ops import (
     torch_matrix,
 )
 
-__all__ = ["CACHE_SIZE", "apply_rows", "messages_from", "remember", "senders_to"]
+__all__ = [
+    "CACHE_SIZE",
+    "accumulation_dtype",
+    "apply_rows",
+    "messages_from",
+    "mix_delta",
+    "remember",
+    "senders_to",
+]
 
 CACHE_SIZE = 16
 
@@ -78,21 +86,62 @@ def _count_messages(W, nodes: range) -> int:
     return int(np.count_nonzero(sent & (coo.data != 0)))
 
 
+def accumulation_dtype(dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.dtype:
+    """The dtype a gossip product of ``dtype`` rows is summed in: float64 for every floating
+    dtype (and for integer rows), except on Apple's ``mps`` devices, which have no float64
+    (there float32).
+
+    Rounding ``W`` to float32 breaks its stochasticity: ``float32(1/3) * 3 != 1``, so the mean
+    of ``W x`` moves by about ``1e-8 |x|`` every round, the same way each round, and exact
+    methods that integrate that error (D^2, gradient tracking) drift away from the optimum as
+    ``t^2``. Summed in float64 and rounded once, ``y_i`` is the correctly rounded
+    ``sum_j W_ij x_j`` (up to float64's ``1e-16``): the remaining change of the mean is the
+    unbiased output rounding, at most half an ulp of ``y_i`` per node and round.
+
+    >>> accumulation_dtype(torch.float32), accumulation_dtype(torch.float64)
+    (torch.float64, torch.float64)
+    """
+    if torch.device(device).type == "mps":
+        return torch.float32
+    return torch.float64
+
+
 def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
     """``sum_j W[i, j] rows[j]`` for ``i in nodes``, where ``rows`` holds the rows of ``ids``.
 
     One product of the ``(b, len(ids))`` slice of ``W`` with ``rows`` (extra dimensions of
-    ``rows`` are flattened and restored), in ``rows``' floating dtype and on its device. The
-    slice is converted once per ``(W, nodes, ids, dtype, device)`` and cached (a static topology
-    reuses it every round). On the CPU, when rows are large (``_DIAG_ROW_BYTES``) and the slice's
-    nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, circulant graphs: see
-    :mod:`gossip.comm.mixing_ops`), it is applied as ``y_r = sum_o w_o[r] rows[r + o]`` in row
-    blocks; otherwise as one torch product, dense when small, CSR otherwise.
+    ``rows`` are flattened and restored), summed in :func:`accumulation_dtype` (float64) on
+    ``rows``' device and rounded once to ``rows``' floating dtype (float32 for integer rows).
+    The slice is converted once per ``(W, nodes, ids, dtype, device)`` and cached (a static
+    topology reuses it every round). On the CPU, when rows are large (``_DIAG_ROW_BYTES``) and
+    the slice's nonzeros lie on at most ``_DIAG_GROUPS`` local diagonals (ring, torus, circulant
+    graphs: see :mod:`gossip.comm.mixing_ops`), it is applied as ``y_r = sum_o w_o[r]
+    rows[r + o]`` in row blocks; otherwise as one torch product, dense when small, CSR otherwise.
 
     ``W`` must not change while it is cached: pass the read-only matrices of a schedule.
     """
+    out = rows.dtype if rows.is_floating_point() else torch.float32
+    return _product(W, nodes, ids, rows).to(out)
+
+
+def mix_delta(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
+    """``((W - I) X)_i = sum_j W[i, j] x_j - x_i`` for ``i in nodes`` (``ids`` must hold them),
+    summed in :func:`accumulation_dtype` and rounded once to ``rows``' dtype.
+
+    The consensus step of CHOCO-SGD and BEER (``x_i + gamma ((W - I) X_hat)_i``). Rounded
+    after the subtraction, its error is relative to the small difference, not to ``x_i``, so
+    for a doubly stochastic ``W`` the sum of the updates over the nodes stays at rounding
+    level of the differences.
+    """
+    own = torch.from_numpy(np.searchsorted(ids, np.arange(nodes.start, nodes.stop)))
+    Y = _product(W, nodes, ids, rows)
+    return (Y - rows[own.to(rows.device)].to(Y.dtype)).to(rows.dtype)
+
+
+def _product(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
+    """``W[nodes][:, ids] @ rows`` in :func:`accumulation_dtype` (see :func:`apply_rows`)."""
     flat = rows.reshape(rows.shape[0], -1)
-    dtype = flat.dtype if flat.is_floating_point() else torch.float32
+    dtype = accumulation_dtype(flat.dtype, flat.device)
     shape = (len(nodes),) + tuple(rows.shape[1:])
     key = _slice_key(W, nodes, ids, dtype, flat.device)
     if flat.device.type == "cpu" and flat.shape[1] * dtype.itemsize >= _DIAG_ROW_BYTES:
