@@ -80,6 +80,8 @@ class GradientTracking(Algorithm):
             mixed = ctx.comm.mix(torch.cat([state.X - eta * state.Y, state.Y], 1), W, t)
             X_new, WY = mixed[:, :d], mixed[:, d:]
             G_new, losses_new = ctx.problem.gradients(X_new, nodes, t + 1)
+            # the gradient difference first: WY + G_new - G would round at the size of G,
+            # not of Y, and leave float32 GT ~1e-10 from the optimum on a ring of 16
             Y_new = WY + (G_new - state.G)
             return GTState(X_new, Y_new, G_new, losses_new), state.losses
         K = self.cfg.local_steps

@@ -7,6 +7,11 @@ itself: every ``topologies`` schedule hands out read-only matrices, and a static
 a one-graph ``Cycle``) the same object every round, so a static run builds them once. Each
 cache entry holds its ``W``, so the ``id(W)`` in its key cannot be reused by another matrix while
 the entry lives (a small FIFO of ``CACHE_SIZE`` entries).
+
+Every product is summed in float64 and rounded once to the rows' dtype
+(:func:`accumulation_dtype`): a float32 copy of ``W`` is not doubly stochastic, and summed in
+float32 the mean of ``W x`` drifted the same way every round (D^2 on a ring of 16 went from
+``1e-6`` to ``1e-5`` away from the optimum between rounds 3000 and 12,000).
 """
 
 from __future__ import annotations
@@ -120,8 +125,7 @@ def apply_rows(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Te
 
     ``W`` must not change while it is cached: pass the read-only matrices of a schedule.
     """
-    out = rows.dtype if rows.is_floating_point() else torch.float32
-    return _product(W, nodes, ids, rows).to(out)
+    return _product(W, nodes, ids, rows, rows.dtype if rows.is_floating_point() else torch.float32)
 
 
 def mix_delta(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
@@ -134,22 +138,26 @@ def mix_delta(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Ten
     level of the differences.
     """
     own = torch.from_numpy(np.searchsorted(ids, np.arange(nodes.start, nodes.stop)))
-    Y = _product(W, nodes, ids, rows)
-    return (Y - rows[own.to(rows.device)].to(Y.dtype)).to(rows.dtype)
+    work = accumulation_dtype(rows.dtype, rows.device)
+    Y = _product(W, nodes, ids, rows, work)
+    return (Y - rows[own.to(rows.device)].to(work)).to(rows.dtype)
 
 
-def _product(W, nodes: range, ids: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
-    """``W[nodes][:, ids] @ rows`` in :func:`accumulation_dtype` (see :func:`apply_rows`)."""
+def _product(
+    W, nodes: range, ids: np.ndarray, rows: torch.Tensor, out: torch.dtype
+) -> torch.Tensor:
+    """``W[nodes][:, ids] @ rows`` summed in :func:`accumulation_dtype`, rounded once to
+    ``out`` (see :func:`apply_rows`)."""
     flat = rows.reshape(rows.shape[0], -1)
     dtype = accumulation_dtype(flat.dtype, flat.device)
     shape = (len(nodes),) + tuple(rows.shape[1:])
     key = _slice_key(W, nodes, ids, dtype, flat.device)
     if flat.device.type == "cpu" and flat.shape[1] * dtype.itemsize >= _DIAG_ROW_BYTES:
         plan = _diagonals(key, W, nodes, ids, dtype, flat.device)
-        if plan is not None:
-            return mix_diagonals(flat.to(dtype), plan).reshape(shape)
+        if plan is not None:  # converts and rounds block by block
+            return mix_diagonals(flat, plan, out_dtype=out).reshape(shape)
     S = _operator(key, W, nodes, ids, dtype, flat.device)
-    return (S @ flat.to(dtype)).reshape(shape)
+    return (S @ flat.to(dtype)).to(out).reshape(shape)
 
 
 def _slice_key(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> tuple:
