@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from gossip.comm.mixing_ops import (
+    BLOCK_BYTES,
     DiagonalPlan,
     diagonal_plan,
     mix_diagonals,
@@ -157,7 +158,18 @@ def _product(
         if plan is not None:  # converts and rounds block by block
             return mix_diagonals(flat, plan, out_dtype=out).reshape(shape)
     S = _operator(key, W, nodes, ids, dtype, flat.device)
-    return (S @ flat.to(dtype)).to(out).reshape(shape)
+    if flat.device.type != "cpu" or flat.dtype == dtype:
+        return (S @ flat.to(dtype)).to(out).reshape(shape)
+    # on the CPU, float32 rows go to float64 a block of columns at a time, into one reused
+    # buffer: a float64 copy of all the rows would cost more than the product
+    m, d = flat.shape
+    width = max(1, BLOCK_BYTES // (max(m, len(nodes), 1) * dtype.itemsize))
+    buf = flat.new_empty((m, min(width, d)), dtype=dtype)
+    Y = flat.new_empty((len(nodes), d), dtype=out)
+    for lo in range(0, d, width):
+        hi = min(d, lo + width)
+        Y[:, lo:hi] = S @ buf[:, : hi - lo].copy_(flat[:, lo:hi])
+    return Y.reshape(shape)
 
 
 def _slice_key(W, nodes: range, ids: np.ndarray, dtype: torch.dtype, device) -> tuple:
