@@ -48,7 +48,7 @@ from gossip.algorithms.public_copies import (
     receivers,
     share_copies,
 )
-from gossip.comm.mixing import apply_rows, senders_to
+from gossip.comm.mixing import mix_delta, senders_to
 from gossip.registry import option
 
 __all__ = ["Beer", "BeerState"]
@@ -126,11 +126,10 @@ class Beer(Algorithm):
         own = torch.from_numpy(np.searchsorted(known, np.arange(nodes.start, nodes.stop)))
 
         # X_{t+1} = X_t + gamma (W - I) H_t - eta V_t
-        X = state.X + gamma * (apply_rows(W, nodes, known, state.H) - state.H[own]) - eta * state.V
+        X = state.X + gamma * mix_delta(W, nodes, known, state.H) - eta * state.V
         grad, losses = ctx.problem.gradients(X, nodes, t + 1)
         # V_{t+1} = V_t + gamma (W - I) G_t + grad F(X_{t+1}) - grad F(X_t)
-        V = (state.V + gamma * (apply_rows(W, nodes, known, state.G) - state.G[own])
-             + grad - state.grad)
+        V = state.V + gamma * mix_delta(W, nodes, known, state.G) + (grad - state.grad)
 
         # q^H = C(X_{t+1} - H_t), q^G = C(V_{t+1} - G_t): one share carries both payloads
         payload_h, CH = compressor.encode(X - state.H[own], state.CH, 2 * t)

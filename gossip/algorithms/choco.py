@@ -51,7 +51,7 @@ from gossip.algorithms.public_copies import (
     share_copies,
 )
 from gossip.comm.channel import repair_mix
-from gossip.comm.mixing import apply_rows, senders_to
+from gossip.comm.mixing import apply_rows, mix_delta, senders_to
 from gossip.options import at_least
 from gossip.registry import option
 
@@ -126,7 +126,7 @@ class Choco(Algorithm):
         X, losses = sgd_steps(state.X, ctx, t, self.cfg.local_steps, float(ctx.lr(t)))
         payload, C = compressor.encode(X - state.X_hat[own], state.C, t)
         (X_hat,) = share_copies(comm, compressor, base, known, t, [(payload, C, t, state.X_hat)])
-        X = X + gamma * (apply_rows(W, nodes, known, X_hat) - X_hat[own])
+        X = X + gamma * mix_delta(W, nodes, known, X_hat)
         return ChocoState(X, X_hat, state.known, C), losses
 
 

@@ -97,6 +97,9 @@ class D2(Algorithm):
         if t == 0:
             half = state.X - eta * G
         else:
-            half = 2 * state.X - state.X_prev - eta * G + eta * state.G_prev
+            # X^t + (X^t - X^{t-1}) - eta (G^t - G^{t-1}): at a fixed point both differences
+            # are exactly 0 and half == X^t bit for bit (2 X - X_prev - eta G + eta G_prev
+            # rounds at the size of eta G, every round in the same direction)
+            half = state.X + ((state.X - state.X_prev) - eta * (G - state.G_prev))
         X_new = ctx.comm.mix(half, ctx.schedule.matrix(t), t)
         return D2State(X_new, state.X, G), losses

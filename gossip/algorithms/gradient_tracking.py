@@ -80,7 +80,9 @@ class GradientTracking(Algorithm):
             mixed = ctx.comm.mix(torch.cat([state.X - eta * state.Y, state.Y], 1), W, t)
             X_new, WY = mixed[:, :d], mixed[:, d:]
             G_new, losses_new = ctx.problem.gradients(X_new, nodes, t + 1)
-            Y_new = WY + G_new - state.G
+            # the gradient difference first: WY + G_new - G would round at the size of G,
+            # not of Y, and leave float32 GT ~1e-10 from the optimum on a ring of 16
+            Y_new = WY + (G_new - state.G)
             return GTState(X_new, Y_new, G_new, losses_new), state.losses
         K = self.cfg.local_steps
         C = state.C
@@ -88,4 +90,4 @@ class GradientTracking(Algorithm):
         Y = (state.X - Z) / (K * eta) if eta > 0 else torch.zeros_like(Z)
         d = Z.shape[1]
         mixed = ctx.comm.mix(torch.cat([Z, Y], 1), W, t)
-        return KGTState(mixed[:, :d], C - Y + mixed[:, d:]), losses
+        return KGTState(mixed[:, :d], C + (mixed[:, d:] - Y)), losses

@@ -8,7 +8,9 @@ nonzeros of ``S`` lie on a few *local diagonals*: entries ``S[r, p]`` with the s
 
     y_r = sum_o w_o[r] * rows[r + o],        w_o[r] = S[r, r + o]  (0 where absent),
 
-one ``addcmul_`` of contiguous row slices per offset, no gather and no temporaries. A wrapped
+one ``addcmul_`` of contiguous row slices per offset, no gather and no temporaries (rows of a
+narrower dtype than the plan's, float32 rows summed in float64, go through one reused
+block-sized buffer). A wrapped
 diagonal ``(j - i) mod n = k`` of a full ``W`` becomes two local offsets (``k`` on the rows
 before the wrap, ``k - n`` after), each touching only its own rows. Applied one block of about
 ``BLOCK_BYTES`` of output rows at a time, the rows one offset reads are still in cache for the
@@ -83,6 +85,13 @@ class DiagonalPlan(NamedTuple):
         return len(self.dense) + len(self.strided) + len(self.sparse)
 
     @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype of the weights (``None`` for a plan without entries)."""
+        for w in [w for _, w in self.dense] + [g[-1] for g in self.strided + self.sparse]:
+            return w.dtype
+        return None
+
+    @property
     def work_rows(self) -> int:
         """Rows touched by one product: the dense spans plus the strided and sparse rows."""
         return (
@@ -155,41 +164,71 @@ def diagonal_plan(
 
 
 def mix_diagonals(
-    rows: torch.Tensor, plan: DiagonalPlan, block_rows: int | None = None
+    rows: torch.Tensor,
+    plan: DiagonalPlan,
+    block_rows: int | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """``S @ rows`` from the :class:`DiagonalPlan` of ``S``: ``y_r = sum_o w_o[r] rows[r + o]``.
 
-    ``rows`` is ``(m, *shape)`` in the plan's dtype and device (extra dimensions are flattened
-    and restored). ``block_rows``: output rows per block (``None``: about ``BLOCK_BYTES`` of
-    rows; ``0``: one block). Returns a new ``(b, *shape)`` tensor.
+    ``rows`` is ``(m, *shape)`` on the plan's device (extra dimensions are flattened and
+    restored); the sum runs in the plan's dtype and each block of the result is rounded once
+    to ``out_dtype`` (default: the plan's dtype). Rows of another dtype than the plan's are
+    converted one offset slice at a time, into a block-sized buffer: a float32 block mixed
+    with a float64 plan never has a float64 copy of its own. ``block_rows``: output rows per
+    block (``None``: about ``BLOCK_BYTES`` of rows; ``0``: one block). Returns a new
+    ``(b, *shape)`` tensor.
     """
     b, m = plan.shape
     if rows.shape[0] != m:
         raise ValueError(f"rows has {rows.shape[0]} rows, the plan needs {m}")
     flat = rows.reshape(m, -1)
+    work = plan.dtype or flat.dtype
+    out_dtype = work if out_dtype is None else out_dtype
+    size = max(1, flat.shape[1] * torch.finfo(work).bits // 8)
     if block_rows is None:
-        block_rows = max(1, BLOCK_BYTES // max(1, flat.shape[1] * flat.element_size()))
+        block_rows = max(1, BLOCK_BYTES // size)
     step = block_rows or max(b, 1)
-    Y = (
-        torch.empty((b, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-        if plan.full
-        else torch.zeros((b, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-    )
+    # one buffer each for a converted slice and for a block's sum, reused (no allocation, and
+    # so no page faults, per offset)
+    buf = None if flat.dtype == work else flat.new_empty((min(step, b), flat.shape[1]), dtype=work)
+
+    def read(lo: int, hi: int, stride: int = 1) -> torch.Tensor:
+        """Rows ``lo:hi:stride`` of ``rows`` in the plan's dtype (a view when no cast)."""
+        piece = flat[lo:hi:stride]
+        return piece if buf is None else buf[: piece.shape[0]].copy_(piece)
+
+    Y = torch.empty((b, flat.shape[1]), dtype=out_dtype, device=flat.device)
+    acc = None if out_dtype == work else flat.new_empty((min(step, b), flat.shape[1]),
+                                                        dtype=work)
     for lo in range(0, b, step):
         hi = min(b, lo + step)
+        part = Y[lo:hi] if acc is None else acc[: hi - lo]
+        if not plan.full:
+            part.zero_()
         for g, ((o, w), (a, c)) in enumerate(zip(plan.dense, plan.spans)):
             a, c = max(a, lo), min(c, hi)
             if a >= c:
                 continue
             if g == 0 and plan.full:
-                torch.mul(flat[a + o : c + o], w[a:c], out=Y[a:c])
+                torch.mul(read(a + o, c + o), w[a:c], out=part[a - lo : c - lo])
             else:
-                Y[a:c].addcmul_(w[a:c], flat[a + o : c + o])
-    for o, first, stride, w in plan.strided:
-        last = first + stride * (len(w) - 1) + 1
-        Y[first:last:stride].addcmul_(w, flat[first + o : last + o : stride])
-    for o, rs, w in plan.sparse:
-        Y.index_add_(0, rs, flat.index_select(0, rs + o) * w)
+                part[a - lo : c - lo].addcmul_(w[a:c], read(a + o, c + o))
+        for o, first, stride, w in plan.strided:  # rows first + k stride, k < len(w)
+            k0 = max(0, -(-(lo - first) // stride))
+            k1 = min(len(w), -(-(hi - first) // stride))
+            if k0 >= k1:
+                continue
+            f, last = first + k0 * stride, first + (k1 - 1) * stride + 1
+            part[f - lo : last - lo : stride].addcmul_(w[k0:k1], read(f + o, last + o, stride))
+        for o, rs, w in plan.sparse:
+            keep = (rs >= lo) & (rs < hi)
+            if not keep.any():
+                continue
+            at = rs[keep]
+            part.index_add_(0, at - lo, flat.index_select(0, at + o).to(work) * w[keep])
+        if acc is not None:
+            Y[lo:hi] = part
     return Y.reshape((b,) + tuple(rows.shape[1:]))
 
 

@@ -46,7 +46,7 @@ from gossip.comm.base import (
     payload_row_bytes,
 )
 from gossip.comm.channel import deliver, deliver_messages
-from gossip.comm.mixing import apply_rows, remember
+from gossip.comm.mixing import accumulation_dtype, apply_rows, remember
 from gossip.comm.mixing_ops import RowsOperator, add_rows, rows_operator
 from gossip.comm.placement import Placement
 from gossip.comm.share_plan import SharePlan, pattern_key, share_plan
@@ -169,7 +169,9 @@ class MPIComm(Communicator):
         computed while the remote rows travel; they are received into an internal buffer reused
         by the next call of the same shape and dtype (on the CPU only: on a GPU, kernels of
         the previous call may still be reading it), and added, in place, only to the rows that
-        have remote neighbours. The result is always a new tensor. With a channel other than the
+        have remote neighbours. Both parts are summed in
+        :func:`~gossip.comm.mixing.accumulation_dtype` and rounded once, as in process. The
+        result is always a new tensor. With a channel other than the
         identity, the generic :meth:`Communicator.mix` (share, then repair what it changed).
         """
         if not self.channel.is_identity:
@@ -210,12 +212,14 @@ class MPIComm(Communicator):
             keep.append(buf)
             self.stats.mpi_bytes_sent += buf.nbytes
             requests.append(self.mpi.Isend([buf, MPI.BYTE], R, _TAG_SHARE))
-        Y = apply_rows(W, self.nodes, plan.ids[lo : lo + b], X)  # while the messages travel
+        # while the messages travel; summed in float64 with the remote part, then rounded once
+        work = accumulation_dtype(X.dtype, X.device)
+        Y = apply_rows(W, self.nodes, plan.ids[lo : lo + b], X.to(work))
         MPI.Request.Waitall(requests)
         if shape[0]:
-            op = self._remote_operator(W, plan, X.dtype, X.device)
-            Y = add_rows(Y, op, remote)
-        return Y
+            op = self._remote_operator(W, plan, work, X.device)
+            Y = add_rows(Y, op, remote.to(work))
+        return Y.to(X.dtype)
 
     def _remote_operator(self, W, plan: SharePlan, dtype: torch.dtype, device) -> RowsOperator:
         """The :class:`RowsOperator` of ``W``'s hosted rows on the remote columns of

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import topologies
 from gossip.comm import mixing
-from gossip.comm.mixing import apply_rows, senders_to
+from gossip.comm.mixing import apply_rows, mix_delta, senders_to
 from gossip.comm.mixing_ops import add_rows, diagonal_plan, mix_diagonals, rows_operator
 from gossip.comm.placement import Placement
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
@@ -133,6 +133,35 @@ def test_apply_rows_takes_diagonals_for_large_rows_only() -> None:
     tiny = topologies.mixing_matrix(topologies.build("ring", 4))
     plan = _diagonals(tiny, range(4), np.arange(4))
     assert plan is None
+
+
+@pytest.mark.parametrize(("n", "d"), [(16, 3), (16, 4096), (100, 3)])  # dense, diagonals, CSR
+def test_float32_products_are_the_float64_product_rounded_once(n: int, d: int) -> None:
+    """apply_rows sums in float64: a float32 result is the float64 product rounded once, bit
+    for bit (summed in float32 it was off by up to a few ulps, with a bias: a float32 W is not
+    stochastic). mix_delta likewise rounds ``W x - x`` once."""
+    gen = torch.Generator().manual_seed(d)
+    for name, W in _matrices(n).items():
+        for nodes, ids in _slices(n):
+            ids = np.arange(n) if ids is None else senders_to(W, nodes)
+            own = np.searchsorted(ids, np.arange(nodes.start, nodes.stop))
+            X = torch.randn(len(ids), d, generator=gen, dtype=torch.float64).float()
+            want = _dense(W, nodes, ids, X)
+            assert torch.equal(apply_rows(W, nodes, ids, X), want.float()), name
+            delta = mix_delta(W, nodes, ids, X)
+            assert torch.equal(delta, (want - X[own].double()).float()), name
+
+
+@pytest.mark.parametrize("n", [9, 16, 100])
+def test_consensus_is_a_fixed_point_in_float32(n: int) -> None:
+    """``W 1 x^T = 1 x^T`` exactly for every row-stochastic W: no product moves a consensus,
+    as a float32 copy of W (rows summing to ``1 +- 1e-8``) did; ``(W - I) 1 x^T`` is the
+    float64 rows' ``1e-16`` off 1, not float32's ``1e-8``."""
+    x = torch.randn(1, 64, generator=torch.Generator().manual_seed(n)).float() + 4
+    for name, W in _matrices(n).items():
+        X = x.expand(n, 64).contiguous()
+        assert torch.equal(apply_rows(W, range(n), np.arange(n), X), X), name
+        assert mix_delta(W, range(n), np.arange(n), X).abs().max() < 1e-14, name
 
 
 def test_apply_rows_integer_rows_and_small_rows_unchanged() -> None:
