@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
-from gossip.algorithms.consensus_step import ConsensusStep, gamma_check, resolve_gamma
+from gossip.algorithms.consensus_step import WithConsensusStep, gamma_check
 from gossip.algorithms.public_copies import (
     check_within,
     compressor_of,
@@ -72,7 +72,7 @@ class BeerState(NamedTuple):
 
 
 @register_algorithm
-class Beer(Algorithm):
+class Beer(WithConsensusStep, Algorithm):
     """BEER: gradient tracking with compressed public copies ``H`` (of ``X``) and ``G``
     (of ``V``), consensus step ``gamma``."""
 
@@ -87,19 +87,8 @@ class Beer(Algorithm):
             "tune (the CHOCO authors' grid search on the run's W and compressor)",
             check=gamma_check(1.0))
 
-    _step: ConsensusStep | None = None
-
-    def consensus_step(self, ctx: Context) -> ConsensusStep:
-        """``gamma`` resolved once (:mod:`gossip.algorithms.consensus_step`)."""
-        if self._step is None:
-            self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
-        return self._step
-
-    def describe(self, ctx: Context) -> dict:
-        return {**super().describe(ctx), **self.consensus_step(ctx).describe()}
-
     def init(self, ctx: Context) -> BeerState:
-        self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
+        self.resolve_consensus_step(ctx)
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
         grad, losses = ctx.problem.gradients(X, nodes, 0)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
-from gossip.algorithms.consensus_step import ConsensusStep, gamma_check, resolve_gamma
+from gossip.algorithms.consensus_step import WithConsensusStep, gamma_check
 from gossip.algorithms.local import sgd_steps
 from gossip.algorithms.public_copies import (
     check_within,
@@ -76,7 +76,7 @@ class NaiveState(NamedTuple):
 
 
 @register_algorithm
-class Choco(Algorithm):
+class Choco(WithConsensusStep, Algorithm):
     """CHOCO-SGD with public copies ``X_hat`` and consensus step ``gamma``."""
 
     name = "choco"
@@ -90,19 +90,8 @@ class Choco(Algorithm):
             check=gamma_check(1.0))
         local_steps: int = option(1, "local SGD steps H between gossip steps", check=at_least(1))
 
-    _step: ConsensusStep | None = None
-
-    def consensus_step(self, ctx: Context) -> ConsensusStep:
-        """``gamma`` resolved once (:mod:`gossip.algorithms.consensus_step`)."""
-        if self._step is None:
-            self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
-        return self._step
-
-    def describe(self, ctx: Context) -> dict:
-        return {**super().describe(ctx), **self.consensus_step(ctx).describe()}
-
     def init(self, ctx: Context) -> ChocoState:
-        self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
+        self.resolve_consensus_step(ctx)
         nodes = ctx.comm.nodes
         X = ctx.problem.init_params(nodes)
         known = senders_to(receivers(ctx, "choco"), nodes)

@@ -53,6 +53,7 @@ __all__ = [
     "TUNE_GRID",
     "TUNE_ROUNDS",
     "ConsensusStep",
+    "WithConsensusStep",
     "auto_gamma",
     "beta",
     "gamma_check",
@@ -195,3 +196,23 @@ def resolve_gamma(value: float | str, ctx, algorithm: str) -> ConsensusStep:
     return ConsensusStep(gamma, "tune", {"gamma_grid": list(TUNE_GRID),
                                          "gamma_tune_errors": errors,
                                          "gamma_tune_rounds": TUNE_ROUNDS})
+
+
+class WithConsensusStep:
+    """Mixin of the algorithms with a consensus step ``algorithm.gamma`` (CHOCO, BEER): the
+    value resolved once per run, by :meth:`resolve_consensus_step` in ``init``, and reported in
+    ``summary.json`` next to the options."""
+
+    _step: ConsensusStep | None = None
+
+    def resolve_consensus_step(self, ctx) -> ConsensusStep:
+        """Resolve ``self.cfg.gamma`` for the run of ``ctx`` (collective for ``tune``)."""
+        self._step = resolve_gamma(self.cfg.gamma, ctx, self.name)
+        return self._step
+
+    def consensus_step(self, ctx) -> ConsensusStep:
+        """``gamma`` of this run, resolved on first use."""
+        return self._step if self._step is not None else self.resolve_consensus_step(ctx)
+
+    def describe(self, ctx) -> dict:
+        return {**super().describe(ctx), **self.consensus_step(ctx).describe()}
