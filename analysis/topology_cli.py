@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report = sub.add_parser(
         "report", help="spectral-gap table of topologies over node counts",
         description="One row per (topology, n): rho, spectral gap, p, lambda_2, mixing time, "
-        "diameter, degree, edges; schedules add effective_p over tau rounds.",
+        "diameter, degree, edges; schedules add effective_p (expected rate, with its standard "
+        "error) and worst_window_p over tau rounds.",
     )
     report.add_argument("--nodes", default="8,16,32,64",
                         help=f"comma-separated node counts, each in [2, {MAX_NODES}] "
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--weights", default="metropolis", help="mixing rule (default metropolis)")
     report.add_argument("--seed", default="0", help="seed of random graphs and schedules")
     report.add_argument("--tau", default=None,
-                        help="window of the schedules' effective rate (default ceil(log2 n))")
+                        help="window of the schedules' rates (default ceil(log2 n))")
     report.add_argument("--out", default=None, help="folder for report.md, report.csv, PNGs")
     report.add_argument("--format", default="table", metavar="{table,json,csv}",
                         help="stdout format (default table)")

@@ -8,11 +8,23 @@ decentralized SGD with changing topology and local updates", Assumption 4),
 ``mixing_time`` (rounds until ``rho**t <= 1e-3``), ``diameter``, ``max_degree``, ``edges``.
 
 For a time-varying schedule (``one_peer_exponential``, ``random_matching``,
-``random_graph``) the row adds ``tau`` (default ``ceil(log2 n)``) and ``effective_p``,
-the effective rate of Koloskova et al. (2020) over windows of ``tau`` rounds,
-``effective_p = 1 - max_k ||W(s_k+tau-1) ... W(s_k) - 11^T/n||_2**2``
-(:func:`topologies.effective_rate`). Its per-round columns are those implied by the
-window: ``rho = (1 - effective_p) ** (1 / (2 tau))``, ``spectral_gap = 1 - rho``,
+``random_graph``) the row adds ``tau`` (default ``ceil(log2 n)``) and the rate of
+Koloskova et al. (2020, Assumption 4) over windows of ``tau`` rounds,
+``E ||X M - X_bar||_F^2 <= (1 - p) ||X - X_bar||_F^2`` with ``M = W(s+tau-1) ... W(s)``:
+
+* ``effective_p``: for the random schedules the expected rate
+  ``1 - lambda_max(E[(M - 11^T/n)^T (M - 11^T/n)])``, a Monte-Carlo estimate over
+  ``WINDOWS`` windows with standard error ``effective_p_se``
+  (:func:`topologies.expected_rate`; random matching at ``tau = 1`` has
+  ``n / (2 (n - 1))`` for even ``n``); for the deterministic ``one_peer_exponential``
+  the rate every window must meet, ``worst_window_p`` (error ``0``);
+* ``worst_window_p = 1 - max_k ||W(s_k+tau-1) ... W(s_k) - 11^T/n||_2**2`` over 8
+  windows (:func:`topologies.effective_rate`): for a random schedule the worst of 8
+  draws, which falls as more windows are drawn (``0`` for random matching at
+  ``tau = 1``: one matching leaves every pair apart from the rest).
+
+The per-round columns are those implied by ``effective_p``:
+``rho = (1 - effective_p) ** (1 / (2 tau))``, ``spectral_gap = 1 - rho``,
 ``p = 1 - rho**2``, ``lambda_2 = None`` (no single matrix), ``mixing_time`` = rounds (whole
 windows) until the window contraction reaches ``1e-3``; the graph columns describe the
 union of the communication graphs of rounds ``0..tau-1``.
@@ -40,6 +52,7 @@ __all__ = [
     "ROW_KEYS",
     "SCHEDULE_KEYS",
     "MIXING_TOL",
+    "WINDOWS",
     "default_tau",
     "topology_row",
     "schedule_row",
@@ -78,12 +91,16 @@ ROW_KEYS = (
     "max_degree",
     "edges",
 )
-SCHEDULE_KEYS = ("effective_p", "tau")
+SCHEDULE_KEYS = ("effective_p", "effective_p_se", "worst_window_p", "tau")
+#: Windows of ``tau`` rounds averaged for the expected rate of a random schedule.
+WINDOWS = 256
 #: Consensus tolerance of the ``mixing_time`` column (same as :func:`topologies.summary`).
 MIXING_TOL = 1e-3
 #: Schedules that build their own graphs each round, so they fit in a report by name.
 _SELF_CONTAINED = ("one_peer_exponential", "random_matching", "random_graph")
 _PAIRWISE = ("one_peer_exponential", "random_matching")
+#: Schedules drawn at random each round: their ``effective_p`` is an expectation.
+_RANDOM = ("random_matching", "random_graph")
 
 
 def default_tau(n: int) -> int:
@@ -183,7 +200,12 @@ def schedule_row(name: str, n: int, weights: str = "metropolis", seed: int = 0,
         raise topologies.TopologyError(f"tau must be an integer >= 1, got tau={tau!r}")
     schedule = topologies.make_schedule(name, n, rule=weights, seed=seed)
     # clipped to [0, 1]: ``1 - norm**2`` can round to -4e-16 when the norm is 1
-    effective_p = min(1.0, max(0.0, topologies.effective_rate(schedule, tau)))
+    worst_p = min(1.0, max(0.0, topologies.effective_rate(schedule, tau)))
+    if name in _RANDOM:
+        effective_p, effective_p_se = topologies.expected_rate(schedule, tau, windows=WINDOWS)
+        effective_p = min(1.0, max(0.0, effective_p))
+    else:
+        effective_p, effective_p_se = worst_p, 0.0
     contraction = math.sqrt(min(1.0, max(0.0, 1.0 - effective_p)))
     per_round = contraction ** (1.0 / tau)
     stats = topologies.graph_stats(_union_graph(schedule.matrix(t) for t in range(tau)))
@@ -200,6 +222,8 @@ def schedule_row(name: str, n: int, weights: str = "metropolis", seed: int = 0,
         "max_degree": stats["max_degree"],
         "edges": stats["edges"],
         "effective_p": effective_p,
+        "effective_p_se": effective_p_se,
+        "worst_window_p": worst_p,
         "tau": tau,
     }
 

@@ -41,6 +41,7 @@ from topologies.spectral import (
     averages_exactly,
     consensus_rate,
     effective_rate,
+    expected_rate,
     graph_stats,
     lambda_2,
     mixing_time,
@@ -108,5 +109,6 @@ __all__ = [
     "graph_stats",
     "summary",
     "effective_rate",
+    "expected_rate",
     "averages_exactly",
 ]

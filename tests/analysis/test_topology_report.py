@@ -118,8 +118,22 @@ def test_schedule_rows_have_effective_p_and_tau():
     # worst single round over 8 windows: hop 2 on 8 nodes splits into two 4-cycles (rho = 1)
     worst = max(topologies.rho(schedule.matrix(t)) for t in range(8))
     assert worst == pytest.approx(1.0)
-    assert one_round["effective_p"] == pytest.approx(1 - worst**2, abs=1e-12) == 0.0
-    assert one_round["effective_p"] >= 0.0
+    # deterministic: every window must meet the rate, so effective_p is the worst window
+    assert one_round["worst_window_p"] == pytest.approx(1 - worst**2, abs=1e-12) == 0.0
+    assert one_round["effective_p"] == one_round["worst_window_p"]
+    assert one_round["effective_p_se"] == 0.0
+
+
+def test_random_matching_row_reports_the_expected_rate():
+    # tau = 1: E[W^T W] = (I + (J - I)/(n - 1))/2, so p = n / (2 (n - 1))
+    rows = report_rows([], [8, 16], schedules=["random_matching"], tau=1)
+    for row in rows:
+        n = row["nodes"]
+        assert 0 < row["effective_p_se"] < 0.05
+        assert abs(row["effective_p"] - n / (2 * (n - 1))) <= 4 * row["effective_p_se"]
+        assert row["worst_window_p"] == pytest.approx(0.0, abs=1e-12)
+        assert row["rho"] == pytest.approx(math.sqrt(1 - row["effective_p"]))
+    assert rows == report_rows([], [8, 16], schedules=["random_matching"], tau=1)
 
 
 def test_format_value_and_table(rows):
@@ -146,8 +160,8 @@ def test_json_and_csv_round_trip(rows):
 
 
 def test_json_maps_infinity_to_null():
-    out = report_rows([], [8], schedules=["random_matching"], tau=1)
-    assert out[0]["mixing_time"] == math.inf  # one matching never mixes
+    out = report_rows([], [8], schedules=["one_peer_exponential"], tau=1)
+    assert out[0]["mixing_time"] == math.inf  # hop 2 alone never mixes 8 nodes
     assert json.loads(to_json(out))[0]["mixing_time"] is None
 
 

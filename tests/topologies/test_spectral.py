@@ -244,6 +244,82 @@ def test_effective_rate_of_random_schedules():
     )
 
 
+def _matching_model_rate(n: int, tau: int) -> float:
+    """Exact ``1 - lambda_max(E[(M - J)^T (M - J)])`` for uniform perfect matchings of ``n``."""
+    nodes = list(range(n))
+
+    def matchings(rest):
+        if not rest:
+            yield []
+            return
+        first = rest[0]
+        for k in range(1, len(rest)):
+            for more in matchings(rest[1:k] + rest[k + 1 :]):
+                yield [(first, rest[k]), *more]
+
+    Ws = []
+    for pairs in matchings(nodes):
+        P = np.zeros((n, n))
+        for i, j in pairs:
+            P[i, j] = P[j, i] = 1.0
+        Ws.append((np.eye(n) + P) / 2)
+    grams = []
+    for window in product(Ws, repeat=tau):
+        M = np.eye(n)
+        for W in window:
+            M = W @ M
+        grams.append((M - 1 / n).T @ (M - 1 / n))
+    return 1 - np.linalg.eigvalsh(np.mean(grams, axis=0))[-1]
+
+
+def test_matching_closed_form():
+    # E[P] = (J - I)/(n - 1), W = (I + P)/2 = W^T W: p = n / (2 (n - 1)) at tau = 1
+    for n in (4, 6):
+        assert _matching_model_rate(n, 1) == pytest.approx(n / (2 * (n - 1)), abs=1e-12)
+    # the schedule draws that model: perfect matchings, pairs averaged 1/2-1/2
+    schedule = T.make_schedule("random_matching", 6, seed=0)
+    for t in range(5):
+        W = schedule.matrix(t).toarray()
+        assert sorted(np.count_nonzero(W, axis=1)) == [2] * 6
+        assert np.allclose(W, W.T) and np.allclose(W @ W, W) and set(np.unique(W)) <= {0, 0.5}
+
+
+@pytest.mark.parametrize("n,windows", [(8, 2000), (16, 2000), (9, 2000), (600, 200)])
+def test_expected_rate_of_random_matching(n, windows):
+    # even n: n / (2 (n - 1)); odd n: one node idles, E[P] = J/n and p = 1/2
+    closed = n / (2 * (n - 1)) if n % 2 == 0 else 0.5
+    p, se = T.expected_rate(T.make_schedule("random_matching", n, seed=1), 1, windows=windows)
+    assert 0 < se < 0.01
+    assert abs(p - closed) <= 4 * se
+    assert T.effective_rate(T.make_schedule("random_matching", n, seed=1), 1) == pytest.approx(
+        0.0, abs=1e-12
+    )  # the worst window says nothing of the expectation
+
+
+def test_expected_rate_of_a_window_product():
+    # tau = 2 on 4 nodes: all 9 ordered pairs of the 3 matchings, exactly
+    exact = _matching_model_rate(4, 2)
+    p, se = T.expected_rate(T.make_schedule("random_matching", 4, seed=2), 2, windows=4000)
+    assert 0 < se and abs(p - exact) <= 4 * se
+    assert exact > _matching_model_rate(4, 1)
+
+
+def test_expected_rate_is_seeded_and_does_not_fall_with_windows():
+    schedule = T.make_schedule("random_matching", 16, seed=5)
+    assert T.expected_rate(schedule, 3) == T.expected_rate(schedule, 3)
+    few, few_se = T.expected_rate(schedule, 3, windows=64)
+    many, many_se = T.expected_rate(schedule, 3, windows=1024)
+    assert abs(few - many) <= 4 * math.hypot(few_se, many_se)
+    assert T.effective_rate(schedule, 3, rounds=3 * 1024) <= T.effective_rate(schedule, 3) < few
+
+
+@pytest.mark.parametrize("n,tau", [(10, 2), (600, 2)])
+def test_expected_rate_of_static_schedule(n, tau):
+    schedule = T.make_schedule("static", n, graph=T.ring(n))
+    p, se = T.expected_rate(schedule, tau)
+    assert se == 0.0 and p == pytest.approx(T.effective_rate(schedule, tau), abs=1e-9)
+
+
 def test_effective_rate_window_is_a_product():
     schedule = T.make_schedule("random_matching", 8, seed=3)
     M = np.eye(8)
@@ -266,6 +342,8 @@ def test_window_mistakes():
         T.effective_rate(schedule, 0)
     with pytest.raises(TopologyError, match="rounds=2"):
         T.effective_rate(schedule, 3, rounds=2)
+    with pytest.raises(TopologyError, match="windows=3"):
+        T.expected_rate(schedule, 3, windows=3)
     with pytest.raises(TopologyError, match="start=-1"):
         T.averages_exactly(schedule, 3, start=-1)
     with pytest.raises(TopologyError, match=r"\(2, 3\)"):
