@@ -19,10 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="mnist, fashion_mnist, cifar10 or synthetic (default mnist)")
     show.add_argument("--root", default=None, help="folder of the data set files")
     show.add_argument("--partition", default="dirichlet",
-                      help="iid, dirichlet, shards or quantity_skew (default dirichlet)")
+                      help="iid, dirichlet, dirichlet_balanced, shards or quantity_skew "
+                           "(default dirichlet)")
     show.add_argument("--alpha", type=float, default=0.1, help="Dirichlet alpha (default 0.1)")
     show.add_argument("--shards-per-node", type=int, default=2, help="classes per node (shards)")
     show.add_argument("--min-size", type=int, default=10, help="least samples per node")
+    show.add_argument("--group-size", type=int, default=10,
+                      help="nodes per group (dirichlet_balanced, default 10)")
+    show.add_argument("--min-fraction", type=float, default=0.5,
+                      help="least size relative to the group's mean (dirichlet_balanced, "
+                           "default 0.5)")
     show.add_argument("--nodes", type=int, default=16, help="number of nodes (default 16)")
     show.add_argument("--seed", type=int, default=0, help="partition seed (default 0)")
     show.add_argument("--plot", default=None, metavar="FILE.png",
@@ -77,9 +83,12 @@ def run(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset, args.root, seed=args.seed)
     labels = ds.train_y.numpy()
     parts = make_partition(args.partition, labels, args.nodes, seed=args.seed, alpha=args.alpha,
-                           shards_per_node=args.shards_per_node, min_size=args.min_size)
+                           shards_per_node=args.shards_per_node, min_size=args.min_size,
+                           group_size=args.group_size, min_fraction=args.min_fraction)
     counts = class_counts(parts, labels, int(ds.info["classes"]))
     detail = {"dirichlet": f" alpha={args.alpha}", "quantity_skew": f" alpha={args.alpha}",
+              "dirichlet_balanced": f" alpha={args.alpha} group_size={args.group_size} "
+                                    f"min_fraction={args.min_fraction}",
               "shards": f" k={args.shards_per_node}"}.get(args.partition, "")
     title = f"{args.dataset}, {args.partition}{detail}, {args.nodes} nodes, seed {args.seed}"
     print(title)

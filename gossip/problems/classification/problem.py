@@ -1,7 +1,8 @@
 """Image classification with a data set partitioned over the nodes.
 
-Node ``i`` holds the training samples ``D_i`` of a partition (``iid``, ``dirichlet``, ``shards``,
-``quantity_skew``; :mod:`gossip.data.partition`) and the objective
+Node ``i`` holds the training samples ``D_i`` of a partition (``iid``, ``dirichlet``,
+``dirichlet_balanced``, ``shards``, ``quantity_skew``; :mod:`gossip.data.partition`) and the
+objective
 
     f_i(x) = 1/|D_i| sum_{(a, y) in D_i} CE(model(x; a), y) + weight_decay / 2 ||x||^2,
 
@@ -38,6 +39,10 @@ from gossip.registry import option
 __all__ = ["ClassificationConfig", "ClassificationProblem", "make_classification_problem"]
 
 
+def _below_one(v) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
 def _widths(v) -> str | None:
     return None if all(isinstance(h, int) and h >= 1 for h in v) else "must be positive integers"
 
@@ -53,8 +58,12 @@ class ClassificationConfig:
     alpha: float = option(0.1, "Dirichlet concentration (dirichlet, quantity_skew)",
                           check=positive)
     shards_per_node: int = option(2, "classes per node (shards)", check=at_least(1))
-    min_size: int = option(10, "least samples per node (dirichlet, quantity_skew)",
-                           check=non_negative)
+    min_size: int = option(10, "least samples per node (dirichlet, dirichlet_balanced, "
+                           "quantity_skew)", check=non_negative)
+    group_size: int = option(10, "nodes per group, each group splitting its own share of the "
+                             "data (dirichlet_balanced)", check=at_least(1))
+    min_fraction: float = option(0.5, "least samples per node relative to its group's mean "
+                                 "(dirichlet_balanced)", check=_below_one)
     batch_size: int = option(32, "mini-batch size per node and step (at most the largest "
                              "node's sample count; a smaller node wraps into its next epoch)",
                              check=at_least(1))
@@ -97,9 +106,11 @@ class ClassificationProblem(Problem):
         self.classes = int(ds.info["classes"])
         self.input_shape = tuple(ds.info["shape"])
         labels = ds.train_y.numpy()
+        drawn: dict = {}
         self.parts = make_partition(
             partition, labels, n, seed=seed, alpha=alpha,
             shards_per_node=shards_per_node, min_size=min_size,
+            group_size=cfg.group_size, min_fraction=cfg.min_fraction, report=drawn,
         )
         largest = max(len(part) for part in self.parts)
         if batch_size > largest:
@@ -110,7 +121,9 @@ class ClassificationProblem(Problem):
             )
         self._counts = class_counts(self.parts, labels, self.classes)
         self.partition = {"name": partition, "alpha": alpha, "shards_per_node": shards_per_node,
-                          "min_size": min_size}
+                          "min_size": min_size, **drawn}
+        if partition == "dirichlet_balanced":
+            self.partition.update(group_size=cfg.group_size, min_fraction=cfg.min_fraction)
         self.train_x = normalize(ds.train_x, ds.info, device=self.device, dtype=dtype)
         self.train_y = ds.train_y.to(self.device)
         test = np.arange(len(ds.test_y))

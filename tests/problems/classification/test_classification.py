@@ -87,6 +87,20 @@ def test_describe_and_partition_table(problem):
     assert d["partition"]["class_counts"] == table.tolist()
     assert d["backend"] == "fused" and d["parameters"] == problem.dim == 256 * 16 + 16 + 170
     assert d["model"] == "mlp" and d["dataset"] == "synthetic"
+    assert d["partition"]["drawn_as"] == "dirichlet" and d["partition"]["draws"] >= 1
+
+
+def test_dirichlet_balanced_partition_recorded():
+    p = make_classification_problem({**SMALL, "partition": "dirichlet_balanced", "alpha": 0.05,
+                                     "min_fraction": 0.4}, n=12, seed=2)
+    part = p.describe()["partition"]
+    assert part["name"] == part["drawn_as"] == "dirichlet_balanced"
+    assert part["group_size"] == 10 and part["min_fraction"] == 0.4
+    step = 10 * 2000 // 12  # group 0: 10 nodes on 1666 samples, group 1: 2 on the rest
+    assert min(part["sizes"][:10]) >= int(0.4 * step / 10)
+    assert min(part["sizes"][10:]) >= int(0.4 * (2000 - step) / 2)
+    with pytest.raises(ConfigError, match=r"problem.min_fraction must be in \[0, 1\), got 1.5"):
+        make_classification_problem({**SMALL, "min_fraction": 1.5}, n=2, seed=0)
 
 
 def test_weight_decay_adds_x():
