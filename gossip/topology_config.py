@@ -30,6 +30,8 @@ TOPOLOGY_OPTIONS: list[Option] = [
     Option("p", float, None, "erdos_renyi / small_world / random_graph: edge probability"),
     Option("k", int, None, "small_world: neighbours on the ring"),
     Option("graph", str, None, "social: which social graph (karate, ...)"),
+    Option("layout", str, None, "binary_tree: node order, heap (default) or relaysum (the "
+           "RelaySum authors' tree)"),
     Option("path", str, None, "file: graph file networkx reads"),
     Option("kind", str, None, "random_graph schedule: erdos_renyi or random_regular"),
     Option("offline", float, None, "churn schedule: fraction of nodes offline per round"),

@@ -26,6 +26,7 @@ __all__ = [
     "hypercube",
     "exponential",
     "binary_tree",
+    "BINARY_LAYOUTS",
     "erdos_renyi",
     "random_regular",
     "small_world",
@@ -261,23 +262,44 @@ def exponential(n: int) -> nx.DiGraph:
     return graph
 
 
-def binary_tree(n: int) -> nx.Graph:
-    """Binary tree in heap order: node ``i`` has children ``2i+1`` and ``2i+2``; root 0.
+#: Node orders of :func:`binary_tree`.
+BINARY_LAYOUTS = ("heap", "relaysum")
+
+
+def binary_tree(n: int, layout: str = "heap") -> nx.Graph:
+    """Binary tree on ``0..n-1``, root 0, in one of two node orders (``layout``).
+
+    - ``heap``: node ``i >= 1`` has parent ``(i - 1) // 2`` (children ``2i+1``, ``2i+2``).
+    - ``relaysum``: node ``i >= 1`` has parent ``i // 2``, the ``BinaryTreeTopology`` of
+      the RelaySum authors' code (epfml/relaysgd, ``topologies.py``; Vogels et al. 2021):
+      the heap on ``1..n-1`` rooted at 1, with node 0 hanging from 1 as a third neighbour.
+
+    At ``n = 2^k`` the ``relaysum`` tree is the perfect tree on ``2^k - 1`` nodes plus one leaf
+    at the root, diameter ``2k - 2``, where ``heap`` hangs the extra node at depth ``k``,
+    diameter ``2k - 1`` (6 vs 7 at ``n = 16``); both have maximum degree 3 (``n >= 5``).
 
     Parameters
     ----------
     n : int
         Number of nodes, at least 2.
+    layout : str
+        ``heap`` or ``relaysum``.
 
     Examples
     --------
     >>> sorted(binary_tree(5).edges())
     [(0, 1), (0, 2), (1, 3), (1, 4)]
+    >>> sorted(binary_tree(5, layout="relaysum").edges())
+    [(0, 1), (1, 2), (1, 3), (2, 4)]
     """
     n = _check_n(n, 2, "binary_tree")
+    if layout not in BINARY_LAYOUTS:
+        raise TopologyError(f"binary_tree layout must be one of {list(BINARY_LAYOUTS)}, "
+                            f"got layout={layout!r}")
     graph = _empty(n, "binary_tree")
-    graph.graph["root"] = 0
-    graph.add_edges_from(((i - 1) // 2, i) for i in range(1, n))
+    graph.graph.update(root=0, layout=layout)
+    shift = 1 if layout == "heap" else 0
+    graph.add_edges_from(((i - shift) // 2, i) for i in range(1, n))
     return graph
 
 

@@ -65,14 +65,17 @@ def chain_tree(n: int) -> nx.Graph:
     return tree
 
 
-def double_binary_trees(n: int) -> tuple[nx.Graph, nx.Graph]:
-    """Two binary trees in which every node is a leaf of at least one.
+def double_binary_trees(n: int, layout: str = "heap") -> tuple[nx.Graph, nx.Graph]:
+    """Two binary trees in which every node is a leaf of at least one (``n`` even, or
+    ``layout = "heap"``).
 
-    The first is :func:`binary_tree` (heap order, root 0: its inner nodes are
-    ``0..n//2-1``); the second is its mirror image ``i -> n-1-i`` (root ``n-1``, inner
-    nodes ``n-n//2..n-1``). The inner nodes of the two trees are disjoint, so each
-    node forwards in at most one tree, as in the double binary trees of Sanders,
-    Speck & Träff (2009) used by NCCL.
+    The first is :func:`binary_tree` in ``layout`` (root 0); the second is its mirror image
+    ``i -> n-1-i`` (root ``n-1``), as the authors' ``double-binary-trees`` (epfml/relaysgd,
+    ``BinaryTreeTopology(reverse=True)``). ``heap``: inner nodes ``0..n//2-1`` and
+    ``n-n//2..n-1``, disjoint, so each node forwards in at most one tree, as in the double
+    binary trees of Sanders, Speck & Träff (2009) used by NCCL. ``relaysum``: inner nodes
+    ``0..(n-1)//2`` and their mirror, disjoint for even ``n``; for odd ``n`` node ``(n-1)/2``
+    is inner in both.
 
     Examples
     --------
@@ -80,18 +83,18 @@ def double_binary_trees(n: int) -> tuple[nx.Graph, nx.Graph]:
     >>> sorted(first.edges()), sorted(second.edges())
     ([(0, 1), (0, 2), (1, 3)], [(0, 2), (1, 3), (2, 3)])
     """
-    first = binary_tree(n)
+    first = binary_tree(n, layout)
     first.graph.update(name="double_binary_tree_0", root=0)
     size = first.number_of_nodes()
     second = nx.relabel_nodes(first, {i: size - 1 - i for i in range(size)}, copy=True)
-    ordered = nx.Graph(name="double_binary_tree_1", root=size - 1)
+    ordered = nx.Graph(name="double_binary_tree_1", root=size - 1, layout=layout)
     ordered.add_nodes_from(range(size))
     ordered.add_edges_from(second.edges())
     return first, ordered
 
 
 def spanning_tree(
-    graph: nx.Graph, kind: str = "bfs", root: int = 0
+    graph: nx.Graph, kind: str = "bfs", root: int = 0, layout: str = "heap"
 ) -> nx.Graph | tuple[nx.Graph, nx.Graph]:
     """A spanning tree (or, for ``double_binary``, a pair) over the nodes of ``graph``.
 
@@ -107,6 +110,9 @@ def spanning_tree(
         One of :func:`tree_kinds`.
     root : int
         Root of the ``bfs`` tree.
+    layout : str
+        Node order of ``binary`` and ``double_binary`` (:func:`binary_tree`): ``heap`` or
+        ``relaysum`` (the authors' code).
     """
     if kind not in _KINDS:
         raise TopologyError(f"unknown spanning tree kind {kind!r}; choose one of {tree_kinds()}")
@@ -116,5 +122,5 @@ def spanning_tree(
     if kind == "chain":
         return chain_tree(n)
     if kind == "binary":
-        return binary_tree(n)
-    return double_binary_trees(n)
+        return binary_tree(n, layout)
+    return double_binary_trees(n, layout)

@@ -12,6 +12,7 @@ from alg_helpers import run as run_rounds
 from gossip.algorithms import make_algorithm
 from gossip.algorithms.relay_correction import lr_correction, tree_correction
 from gossip.errors import ConfigError
+from topologies.builders import binary_tree
 from topologies.trees import double_binary_trees
 
 
@@ -40,7 +41,8 @@ def authors_impulse(tree: nx.Graph, rounds: int = 5000) -> float:
 
 
 @pytest.mark.parametrize("tree", [nx.path_graph(16), nx.path_graph(5), nx.balanced_tree(2, 3),
-                                  nx.star_graph(7), double_binary_trees(16)[0]])
+                                  nx.star_graph(7), double_binary_trees(16)[0],
+                                  binary_tree(16, layout="relaysum")])
 def test_closed_form_equals_the_authors_impulse_simulation(tree):
     assert tree_correction(tree) == pytest.approx(authors_impulse(tree), rel=1e-9)
 
@@ -50,6 +52,15 @@ def test_chain_of_16_and_double_binary_trees():
     t1, t2 = double_binary_trees(16)
     assert tree_correction(t1) == tree_correction(t2)  # mirror images
     assert lr_correction((t1, t2)) == tree_correction(t1)
+
+
+@pytest.mark.parametrize("n, heap, ref", [(16, 640, 594), (32, 4018, 3874)])
+def test_binary_tree_corrections_of_both_layouts(n, heap, ref):
+    """c = 1 + (sum of excess delays) / n^2: 3.5 (heap) vs 3.3203125 (the authors' tree) at
+    n = 16, 4.9238 vs 4.7832 at 32; the double trees have their first tree's c."""
+    assert tree_correction(binary_tree(n)) == 1 + heap / n**2
+    assert tree_correction(binary_tree(n, layout="relaysum")) == 1 + ref / n**2
+    assert lr_correction(double_binary_trees(n, layout="relaysum")) == 1 + ref / n**2
 
 
 def _drift(name: str, options: dict, topo: str, rounds: int):

@@ -183,3 +183,21 @@ def test_resume_of_a_double_binary_run_equals_the_uninterrupted_run(tmp_path):
     full, cut = ([{k: v for k, v in r.items() if k not in times} for r in read_metrics(p)]
                  for p in (tmp_path / "full", tmp_path / "cut"))
     assert cut == full and [r["round"] for r in full] == [3, 6, 9, 12]
+
+
+def test_authors_layout_option():
+    """tree_layout = relaysum: the authors' trees, diameter 6 at n = 16 (heap: 7), the double
+    trees reach the optimum, and summary details name the layout."""
+    schedule, graph = static_schedule("complete", N)
+    problem = quadratic(N)
+    ctx = context(problem, schedule, graph, lr=0.2)
+    alg, state = run("relaysum_model", {"tree": "double_binary", "tree_layout": "relaysum"},
+                     ctx, 120)
+    info = alg.describe(ctx)
+    assert info["tree_layout"] == "relaysum" and info["tree_diameter"] == 6
+    assert info["lr_correction_factor"] == 1 + 594 / 256
+    assert problem.evaluate(alg.params(state), ctx.comm)["distance_to_optimum"] < 1e-10
+    heap, _ = run("relaysum_model", {"tree": "double_binary"}, ctx, 1)
+    assert heap.describe(ctx)["tree_diameter"] == 7
+    with pytest.raises(ConfigError, match="tree_layout"):
+        make_algorithm("relaysum_model", {"tree_layout": "perfect"})
