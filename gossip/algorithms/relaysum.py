@@ -33,11 +33,12 @@ Trees (option ``tree``): ``bfs`` (of the run's graph, rooted at ``root``), ``cha
 trees of :func:`topologies.trees.double_binary_trees` (Sanders et al. 2009, as in NCCL and in
 the paper's experiments), where coordinates ``[0, ceil(d/2))`` run an independent RelaySum on
 the first tree and ``[ceil(d/2), d)`` on the second, each with its own relay buffers and
-counts. Every node is inner in at most one tree, so send/receive volume and relay roles
-balance. ``tree_layout`` orders the nodes of ``binary`` / ``double_binary``: ``heap`` (default,
-parent ``(i-1)//2``) or ``relaysum``, the authors' ``BinaryTreeTopology`` (parent ``i//2``;
-:func:`topologies.builders.binary_tree`), one hop shorter at powers of two (diameter 6 vs 7,
-``c`` 3.32 vs 3.50 at ``n = 16``; 8 vs 9, 4.78 vs 4.92 at 32).
+counts. Every node is inner in at most one tree (``relaysum`` layout: for even ``n``), so
+send/receive volume and relay roles balance. ``tree_layout`` orders the nodes of ``binary``
+and ``double_binary``: ``heap`` (default, parent ``(i-1)//2``) or ``relaysum``, the authors'
+``BinaryTreeTopology`` (parent ``i//2``; :func:`topologies.builders.binary_tree`), one hop
+shorter at powers of two (diameter 6 vs 7, ``c`` 3.32 vs 3.50 at ``n = 16``; 8 vs 9, 4.78 vs
+4.92 at 32).
 ``chain``, ``binary`` and ``double_binary`` are *overlays*: their edges are edges of
 the complete graph on the nodes and need not be topology edges (``describe`` says so when a
 tree edge is not a topology edge), as in the reference code, where the double binary trees
