@@ -183,8 +183,9 @@ def dirichlet_balanced(
     without limit; here each group gets ``MAX_TRIES`` draws (seeds ``(seed, k, attempt)``).
     Every node of group ``k`` ends with ``L_k <= |D_i| < N_k / m + max_c N_{k,c}`` samples
     (it receives classes only while below ``N_k / m``; ``N_{k,c}`` the group's samples of
-    class ``c``). With 16 nodes on MNIST and alpha 0.01 a node holds 1875 to about 9000
-    samples, where :func:`dirichlet` gives single nodes as few as ``min_size``.
+    class ``c``; except when every share of the nodes below it underflows to 0, where the
+    class is split evenly, as in :func:`dirichlet`). With 16 nodes on MNIST, alpha 0.01 and
+    seed 0, nodes hold 1888 to 7322 samples, where :func:`dirichlet` gives 10 to 6270.
 
     Raises
     ------
