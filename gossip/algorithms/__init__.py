@@ -24,7 +24,9 @@ from gossip.algorithms import (  # noqa: F401  (each module registers its algori
     fedavg,
     fedprox,
     gradient_tracking,
+    local_mixvr,
     mime,
+    minibatch,
     relaysum,
     scaffold,
 )
