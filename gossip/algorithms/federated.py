@@ -37,7 +37,7 @@ def require_full_gradients(problem: Problem, algorithm: str) -> None:
     if not problem.HAS_FULL_GRADIENTS:
         raise ConfigError(
             f"algorithm.name={algorithm!r} needs full-batch gradients, which problem "
-            f"{type(problem).__name__} does not offer (quadratic and logistic do)"
+            f"{type(problem).__name__} does not offer (quadratic, logistic and classification do)"
         )
 
 
