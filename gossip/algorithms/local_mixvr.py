@@ -28,7 +28,9 @@ samples for the mini-batch step that ends the round:
 ``alpha = 1`` (``K_loc = 0``) is mini-batch mu^2-SGD, one step per round with the ``n K``
 samples: mini-batch SGD with the STORM estimator at the anytime average (tested). The
 reported model is ``xbar``, mu^2-SGD's output. Bytes per machine and round: ``6 d`` floats in
-2 messages; every machine takes part (no client sampling, as in the paper).
+2 messages; every machine takes part (no client sampling, as in the paper). Under a lossy
+channel the means are over the uploads that arrived; when none did, every machine takes the
+step with its own ``(theta_i, xbar_i, e_i)``.
 
 What we followed: the paper's own algorithm box was not available to us (the seeds folder
 holds only a summary naming the three parts: local double momentum, the local / mini-batch
@@ -116,8 +118,10 @@ class LocalMixVR(Algorithm):
         g, losses = budget_gradients(X, ctx, steps)
         gt, _ = budget_gradients(X_prev, ctx, steps)
         E = g + (1 - 1 / tau) * (D - gt)
-        (theta, xbar, d), _ = up(comm, [Theta, X, E], None, t)
+        (theta, xbar, d), failed = up(comm, [Theta, X, E], None, t)
         theta, xbar, d = down(comm, [theta, xbar, d], None)
+        if len(failed) == comm.n:  # no upload arrived: every machine goes on alone
+            theta, xbar, d = Theta, X, E
         theta = theta - tau * eta * d
         gamma = 2 / (tau + 2)
         x = gamma * theta + (1 - gamma) * xbar
