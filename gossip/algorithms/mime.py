@@ -39,9 +39,10 @@ Mime's fixed point is ``x*`` itself (at ``x = x*`` the corrected gradient is zer
 local step). ``tests/algorithms/test_federated.py`` checks all three.
 
 Bytes per sampled client and round: MimeLite ``4 d`` floats in 2 messages, Mime ``5 d``
-floats in 4 messages. Where we depart: the full-batch gradients at ``x`` come from
-``problem.full_gradients`` (a problem without them is refused); the paper's cross-device
-setting samples a client per step of the base optimizer, here ``S_t`` per round.
+floats in 4 messages. The full-batch gradients at ``x`` come from ``problem.full_gradients``
+(a problem without them is refused). Where we depart: ``server_lr`` (default 1, the paper's
+plain average) scales the server step; a client computes ``grad f_i(x)`` for Mime before its
+local steps, the one it uploads for ``c``, and MimeLite's after them, on the same ``x``.
 """
 
 from __future__ import annotations
