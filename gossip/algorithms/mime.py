@@ -41,8 +41,7 @@ local step). ``tests/algorithms/test_federated.py`` checks all three.
 Bytes per sampled client and round: MimeLite ``4 d`` floats in 2 messages, Mime ``5 d``
 floats in 4 messages. The full-batch gradients at ``x`` come from ``problem.full_gradients``
 (a problem without them is refused). Where we depart: ``server_lr`` (default 1, the paper's
-plain average) scales the server step; a client computes ``grad f_i(x)`` for Mime before its
-local steps, the one it uploads for ``c``, and MimeLite's after them, on the same ``x``.
+plain average) scales the server step.
 """
 
 from __future__ import annotations
