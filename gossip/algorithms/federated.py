@@ -26,6 +26,7 @@ __all__ = [
     "configure_round",
     "down",
     "require_full_gradients",
+    "sampled_full_gradients",
     "sampled_mask",
     "up",
 ]
@@ -39,6 +40,18 @@ def require_full_gradients(problem: Problem, algorithm: str) -> None:
             f"algorithm.name={algorithm!r} needs full-batch gradients, which problem "
             f"{type(problem).__name__} does not offer (quadratic, logistic and classification do)"
         )
+
+
+def sampled_full_gradients(
+    problem: Problem, X: torch.Tensor, nodes: range, mask: torch.Tensor
+) -> torch.Tensor:
+    """``grad f_i(x_i)`` (:meth:`~gossip.problems.base.Problem.full_gradients`) of the rows
+    where ``mask`` is true, zeros elsewhere: a client that is not sampled computes nothing."""
+    G = torch.zeros_like(X)
+    for k in torch.nonzero(mask).flatten().tolist():
+        i = nodes.start + k
+        G[k] = problem.full_gradients(X[k : k + 1], range(i, i + 1))[0][0]
+    return G
 
 
 def sampled_mask(sampled: np.ndarray, nodes: range, device: torch.device) -> torch.Tensor:

@@ -57,6 +57,7 @@ from gossip.algorithms.federated import (
     configure_round,
     down,
     require_full_gradients,
+    sampled_full_gradients,
     sampled_mask,
     up,
 )
@@ -107,7 +108,7 @@ class MimeLite(Algorithm):
         sampled = configure_round(comm.n, o.client_fraction, ctx.seed, t)
         x, m = down(comm, [state.X[0], state.M], sampled)
         mask = sampled_mask(sampled, comm.nodes, state.X.device)
-        G_x, _ = ctx.problem.full_gradients(state.X, comm.nodes)
+        G_x = sampled_full_gradients(ctx.problem, state.X, comm.nodes, mask)
         if self.CORRECTED:
             (c,), _ = up(comm, [G_x], sampled, t)
             (c,) = down(comm, [c], sampled)
