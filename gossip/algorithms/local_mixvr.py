@@ -38,6 +38,8 @@ budget split, a synchronisation-time drift correction); the update above is the 
 description, itself from a third-party summary, and the order (local steps first, the
 ``K_avg`` samples taken at the end of the round, just before synchronisation) and the form of
 the drift correction (the averaged per-machine corrected momenta) are our reading of it.
+The step ``eta_tau = tau eta`` grows without bound; on MNIST (README) the local steps of
+``alpha < 1`` blow up within 20 rounds while ``alpha = 1`` is stable.
 """
 
 from __future__ import annotations
