@@ -22,8 +22,13 @@ from gossip.algorithms import (  # noqa: F401  (each module registers its algori
     d2,
     dsgd,
     fedavg,
+    fedprox,
     gradient_tracking,
+    local_mixvr,
+    mime,
+    minibatch,
     relaysum,
+    scaffold,
 )
 from gossip.algorithms.base import ALGORITHMS, Algorithm, Context, register_algorithm
 

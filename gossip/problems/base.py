@@ -5,6 +5,13 @@ block are one flat tensor ``X`` of shape ``(b, dim)`` (row ``k`` belongs to node
 ``nodes[k]``); ``layout`` says how a flat row splits into named parameter tensors (compressors
 such as low-rank use it).
 
+Two kinds of gradient: ``gradients(X, nodes, step)`` is stochastic, and every call with the
+same ``step`` draws the same samples for a node (its batch depends on ``(seed, i, step)``
+only), so gradients of several points on the same batch, ``g_i(y; z) - g_i(x; z)`` (Mime,
+SCAFFOLD-type corrections, STORM), are two calls with one ``step``. ``full_gradients(X,
+nodes)`` is ``grad f_i`` over node ``i``'s whole local objective, where a problem offers it
+(``HAS_FULL_GRADIENTS``).
+
 Placement independence: every random draw of node ``i`` at step ``t`` (mini-batch indices,
 gradient noise) must come from a generator seeded by ``(seed, i, t)`` only, never from a
 per-process stream, so the same seed gives the same numbers in process and over MPI.
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 
@@ -39,6 +47,8 @@ class Problem(ABC):
     layout: list[tuple[str, tuple[int, ...]]]
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    #: Whether :meth:`full_gradients` is available (algorithms that need it check this).
+    HAS_FULL_GRADIENTS: ClassVar[bool] = False
 
     @abstractmethod
     def init_params(self, nodes: range) -> torch.Tensor:
@@ -49,6 +59,11 @@ class Problem(ABC):
         self, X: torch.Tensor, nodes: range, step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stochastic gradients ``G`` ``(b, dim)`` and losses ``(b,)`` at ``X`` for ``step``."""
+
+    def full_gradients(self, X: torch.Tensor, nodes: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-batch gradients ``grad f_i(x_i)`` ``(b, dim)`` and losses ``f_i(x_i)`` ``(b,)``
+        of the hosted nodes (no sampling noise); only where ``HAS_FULL_GRADIENTS``."""
+        raise NotImplementedError(f"{type(self).__name__} has no full-batch gradients")
 
     @abstractmethod
     def evaluate(self, X: torch.Tensor, comm) -> dict[str, float]:

@@ -63,6 +63,8 @@ def _loss_grad(x: np.ndarray, A: np.ndarray, b: np.ndarray, reg: float) -> tuple
 class Logistic(Problem):
     """Non-iid l2-regularised logistic regression with known optimum."""
 
+    HAS_FULL_GRADIENTS = True
+
     def __init__(
         self,
         cfg: LogisticConfig,
@@ -125,6 +127,16 @@ class Logistic(Problem):
             idx_t = torch.as_tensor(idx, device=A.device)
             A = torch.gather(A, 1, idx_t.unsqueeze(2).expand(-1, -1, self.dim))
             b = torch.gather(b, 1, idx_t)
+        return self._grad(X, A, b)
+
+    def full_gradients(self, X: torch.Tensor, nodes: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grad f_i(x_i)`` over all ``m`` local samples, whatever ``batch_size``."""
+        return self._grad(X, self.A[nodes.start : nodes.stop], self.b[nodes.start : nodes.stop])
+
+    def _grad(
+        self, X: torch.Tensor, A: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients and losses of row ``k`` of ``X`` on samples ``A[k], b[k]``."""
         z = -b * torch.einsum("bmd,bd->bm", A, X)
         losses = torch.nn.functional.softplus(z).mean(1) + 0.5 * self.reg * (X * X).sum(1)
         s = -b * torch.sigmoid(z)

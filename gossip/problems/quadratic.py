@@ -59,6 +59,8 @@ def node_noise(seed: int, nodes: range, step: int, dim: int) -> np.ndarray:
 class Quadratic(Problem):
     """``f_i(x) = 1/2 a_i ||x - c_i||^2`` with optimum ``x* = sum a_i c_i / sum a_i``."""
 
+    HAS_FULL_GRADIENTS = True
+
     def __init__(
         self,
         cfg: QuadraticConfig,
@@ -92,13 +94,16 @@ class Quadratic(Problem):
     def init_params(self, nodes: range) -> torch.Tensor:
         return self.x0.expand(len(nodes), self.dim).clone()
 
+    def full_gradients(self, X: torch.Tensor, nodes: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grad f_i(x_i) = a_i (x_i - c_i)``: the stochastic gradient without its noise."""
+        a = self.a[nodes.start : nodes.stop].unsqueeze(1)
+        R = X - self.c[nodes.start : nodes.stop]
+        return a * R, 0.5 * a.squeeze(1) * (R * R).sum(1)
+
     def gradients(
         self, X: torch.Tensor, nodes: range, step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.a[nodes.start : nodes.stop].unsqueeze(1)
-        R = X - self.c[nodes.start : nodes.stop]
-        G = a * R
-        losses = 0.5 * a.squeeze(1) * (R * R).sum(1)
+        G, losses = self.full_gradients(X, nodes)
         if self.sigma > 0:
             xi = node_noise(self.seed, nodes, step, self.dim)
             G = G + self.sigma * torch.as_tensor(xi, dtype=X.dtype, device=X.device)

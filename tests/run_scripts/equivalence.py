@@ -13,7 +13,12 @@ import sys
 # algorithm -> extra overrides it needs to run on the quadratic
 NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
          "d2": ["topology.weights=lazy_metropolis"],
-         "beer": ["compression.name=topk", "compression.ratio=0.5"]}
+         "beer": ["compression.name=topk", "compression.ratio=0.5"],
+         **{name: ["algorithm.client_fraction=0.5", "algorithm.local_steps=2"]
+            for name in ("fedprox", "scaffold", "mime", "mimelite")},
+         "minibatch_sgd": ["algorithm.budget=2", "algorithm.accelerated=true",
+                           "algorithm.client_fraction=0.5"],
+         "local_mixvr": ["algorithm.budget=3", "algorithm.alpha=0.4"]}
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.

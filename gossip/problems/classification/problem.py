@@ -80,11 +80,15 @@ class ClassificationConfig:
                                  check=non_negative)
 
 EVAL_CHUNK = 2048
+#: Samples per gradient call of :meth:`ClassificationProblem.full_gradients`.
+FULL_CHUNK = 4096
 
 
 @register_problem("classification", ClassificationConfig)
 class ClassificationProblem(Problem):
     """Classification of ``dataset`` by ``model``, the training set split over ``n`` nodes."""
+
+    HAS_FULL_GRADIENTS = True
 
     def __init__(
         self,
@@ -194,6 +198,25 @@ class ClassificationProblem(Problem):
         if self.weight_decay:
             G = G + self.weight_decay * X
         self.steps_done = step + 1
+        return G, losses
+
+    def full_gradients(self, X: torch.Tensor, nodes: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grad f_i(x_i)`` over node ``i``'s whole training set ``D_i`` (in chunks of
+        ``FULL_CHUNK`` samples, weighted by their size; one pass over ``D_i``) and the mean
+        cross-entropy there (without the L2 term)."""
+        G = torch.zeros_like(X)
+        losses = torch.zeros(len(nodes), dtype=X.dtype, device=X.device)
+        for k, i in enumerate(nodes):
+            part = torch.from_numpy(self.parts[i]).to(self.device)
+            for a in range(0, len(part), FULL_CHUNK):
+                idx = part[a : a + FULL_CHUNK]
+                g, loss = self.backend.grads(self.model, X[k : k + 1],
+                                             self.train_x[idx][None], self.train_y[idx][None])
+                w = len(idx) / len(part)
+                G[k] += w * g[0]
+                losses[k] += w * loss[0]
+        if self.weight_decay:
+            G = G + self.weight_decay * X
         return G, losses
 
     def _test_logits(self, X: torch.Tensor):
