@@ -17,7 +17,7 @@ NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
-SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring")
+SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults")
 
 
 def cases() -> dict[str, list[str]]:
@@ -31,6 +31,14 @@ def cases() -> dict[str, list[str]]:
                             "topology.name=complete"]
     out["dsgd-onepeer"] = [*COMMON, "topology.schedule=one_peer_exponential",
                            "algorithm.local_steps=2"]
+    # [faults]: drops and crashes decided per (seed, message or node, round), on every rank
+    out["dsgd-faults"] = [*COMMON, "faults.drop=0.3", "faults.crash=[[2, 1, 4]]",
+                          "faults.crash_rate=0.1", "faults.recover_rate=0.5"]
+    out["gradient_tracking-faults"] = [*COMMON, "algorithm.name=gradient_tracking",
+                                       "faults.drop=0.3", "faults.symmetric=false",
+                                       "faults.crash=[[7, 2]]"]
+    out["fedavg-faults"] = [*COMMON, "algorithm.name=fedavg", "algorithm.client_fraction=0.5",
+                            "faults.drop=0.3"]
     out["relaysum_model-double"] = [*COMMON, "algorithm.name=relaysum_model",
                                     "algorithm.tree=double_binary"]
     return out
