@@ -58,8 +58,8 @@ from gossip.comm.channel import IDENTITY, SERVER, Channel, Compose, DropChannel,
 from gossip.errors import ConfigError
 from gossip.options import Option
 
-__all__ = ["FAULT_OPTIONS", "Crashes", "CrashChannel", "Crashing", "check_faults",
-           "fault_channel", "with_crashes"]
+__all__ = ["FAULT_OPTIONS", "CrashChannel", "Crashes", "Crashing", "FaultChannel",
+           "check_faults", "fault_channel", "with_crashes", "with_faults"]
 
 
 def _probability(v) -> str | None:
@@ -165,9 +165,7 @@ def _crashes(config: Mapping[str, Any]) -> Crashes:
                    f["recover_rate"])
 
 
-def fault_channel(config: Mapping[str, Any]) -> Channel:
-    """The channel of ``config["faults"]``: the identity without faults (so a run is bit for
-    bit the run without ``[faults]``), else the drops and the crashes composed."""
+def _fault_parts(config: Mapping[str, Any]) -> list[Channel]:
     f = config["faults"]
     parts: list[Channel] = []
     if f["drop"] > 0:
@@ -175,9 +173,34 @@ def fault_channel(config: Mapping[str, Any]) -> Channel:
     crashes = _crashes(config)
     if not crashes.empty:
         parts.append(CrashChannel(crashes))
+    return parts
+
+
+def fault_channel(config: Mapping[str, Any]) -> Channel:
+    """The channel of ``config["faults"]``: the identity without faults (so a run is bit for
+    bit the run without ``[faults]``), else the drops and the crashes composed."""
+    parts = _fault_parts(config)
     if not parts:
         return IDENTITY
     return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+class FaultChannel(Compose):
+    """The channel a communicator had (``before``: set in code, e.g. an attack), then a
+    run's faults."""
+
+    def __init__(self, before: Channel, faults: list[Channel]) -> None:
+        super().__init__(before, *faults)
+        self.before = before
+
+
+def with_faults(channel: Channel, config: Mapping[str, Any]) -> Channel:
+    """The communicator's ``channel`` followed by the faults of ``config``; the faults of an
+    earlier run on the same communicator are replaced, not stacked; ``channel`` itself (the
+    identity by default) without faults."""
+    before = channel.before if isinstance(channel, FaultChannel) else channel
+    parts = _fault_parts(config)
+    return FaultChannel(before, parts) if parts else before
 
 
 def check_faults(config: Mapping[str, Any]) -> None:

@@ -150,3 +150,20 @@ def test_refused_at_config_time(overrides, needle) -> None:
     with pytest.raises(ConfigError) as info:
         cfg(*overrides)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_faults_follow_a_channel_set_in_code_and_do_not_stack() -> None:
+    from gossip.comm.local import LocalComm
+    from gossip.faults import FaultChannel, with_faults
+
+    attack = ReplaceChannel([1], lambda s, d, t, rows: rows)
+    comm = LocalComm(8)
+    comm.channel = attack
+    Experiment.build(cfg("faults.drop=0.2"), comm)
+    first = comm.channel
+    assert isinstance(first, FaultChannel) and first.before is attack
+    Experiment.build(cfg("faults.crash=[[0, 1]]"), comm)  # the drops of the first run go
+    assert comm.channel.before is attack and len(comm.channel.channels) == 2
+    Experiment.build(cfg(), comm)
+    assert comm.channel is attack
+    assert with_faults(IDENTITY, cfg()) is IDENTITY

@@ -39,7 +39,7 @@ from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError
-from gossip.faults import fault_channel, with_crashes
+from gossip.faults import with_crashes, with_faults
 from gossip.runner.checkpoint import config_hash, restore_rng, resume_checkpoint, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.rundir import default_name, new_run_dir, versions
@@ -185,7 +185,7 @@ class Experiment:
         alg_cfg = config["algorithm"]
         own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
-        comm.channel = fault_channel(config)  # [faults]: lost messages and crashed nodes
+        comm.channel = with_faults(comm.channel, config)  # [faults]: lost messages, crashes
         alg = with_crashes(alg, config)
         ctx = Context(timed, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
                       seed=config["seed"], compressor=compressor)
