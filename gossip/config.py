@@ -1,8 +1,8 @@
 """Run configuration: one TOML file, dotted ``--set`` overrides, every key validated.
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
-``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]`` and
-``[faults]`` (:mod:`gossip.faults`).
+``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]``,
+``[faults]`` (:mod:`gossip.faults`) and ``[time]`` (:mod:`gossip.sim_time`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -101,7 +101,7 @@ LR_OPTIONS: list[Option] = [
     Option("lr_min", float, 0.0, "cosine: final step size", check=non_negative),
 ]
 
-SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults")
+SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults", "time")
 #: Sections whose keys are folded into ``[problem]`` (their ``name`` becomes this key).
 PASS_THROUGH = {"data": "dataset", "model": "model"}
 
@@ -114,6 +114,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {},
     "model": {},
     "faults": {},
+    "time": {},
 }
 
 
@@ -270,6 +271,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["problem"], out["data"], out["model"] = _problem(sections)
     out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
     out["faults"] = resolve("faults", sections["faults"], _fault_options())
+    out["time"] = resolve("time", sections["time"], _time_options())
     _check_combinations(out)
     return Config(out)
 
@@ -378,6 +380,7 @@ def describe_keys() -> str:
     lines += ["", "[compression]", f"  compression.name: one of {names} (default 'none')"]
     lines += [_line(f"compression.{o.name}", o) for o in _reg_compressor_options("none")]
     lines += ["", "[faults]"] + [_line(f"faults.{o.name}", o) for o in _fault_options()]
+    lines += ["", "[time]"] + [_line(f"time.{o.name}", o) for o in _time_options()]
     lines += ["", "[data], [model]: their keys are [problem] keys ([data] name = problem.dataset,",
               "  [model] name = problem.model), e.g. --set data.partition=iid"]
     return "\n".join(lines)
@@ -414,6 +417,12 @@ def _fault_options() -> list[Option]:
     from gossip.faults import FAULT_OPTIONS
 
     return FAULT_OPTIONS
+
+
+def _time_options() -> list[Option]:
+    from gossip.sim_time import TIME_OPTIONS
+
+    return TIME_OPTIONS
 
 
 def _reg_compressor_names() -> list[str]:
