@@ -5,11 +5,14 @@ Figures (each skipped when no run has the metric):
 - ``accuracy_vs_round.png``: test accuracy of the mean model vs communication round;
 - ``accuracy_vs_bytes.png``: test accuracy vs bytes sent by all nodes (log x), the
   communication-efficiency view of compressed gossip (Koloskova et al. 2019, Fig. 3);
+- ``accuracy_vs_time.png``: test accuracy vs simulated time (``sim_time``, the ``[time]``
+  model of :mod:`gossip.sim_time`: compute, stragglers, latency, bandwidth on the real bytes),
+  for runs with a time model;
 - ``consensus_distance.png``: ``1/n sum_i ||x_i - x_bar||^2`` vs round (log y), the quantity the
   D-SGD rates bound (Koloskova et al. 2020);
 - ``train_loss.png``: mean training loss over nodes vs round (log y);
 - ``distance_to_optimum.png``: ``||x_bar - x*||^2`` vs round (log y) for problems with a known
-  optimum.
+  optimum, and ``distance_to_optimum_vs_time.png`` vs simulated time.
 
 Matplotlib (Agg backend) is imported inside :func:`plot_runs` only.
 """
@@ -44,6 +47,8 @@ FIGURES: tuple[Figure, ...] = (
         "accuracy_vs_bytes.png", "test_accuracy", "bytes_sent", "test accuracy",
         "bytes sent (all nodes)", logx=True,
     ),
+    Figure("accuracy_vs_time.png", "test_accuracy", "sim_time", "test accuracy",
+           "simulated time (s)"),
     Figure(
         "consensus_distance.png", "consensus_distance", "round",
         "consensus distance 1/n sum ||x_i - x_bar||^2", "round", logy=True,
@@ -53,6 +58,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "distance_to_optimum.png", "distance_to_optimum", "round", "distance to optimum",
         "round", logy=True,
+    ),
+    Figure(
+        "distance_to_optimum_vs_time.png", "distance_to_optimum", "sim_time",
+        "distance to optimum", "simulated time (s)", logy=True,
     ),
 )
 

@@ -1,7 +1,7 @@
 """``gossip topology report|show``: spectral-gap tables and summaries of topologies.
 
 ``gossip topology report --nodes 8,16,32,64 [--topologies ring,torus] [--schedules
-one_peer_exponential] [--weights metropolis] [--seed 0] [--tau T] [--out DIR]
+one_peer_exponential] [--weights metropolis] [--seed 0] [--tau T] [--drop Q] [--out DIR]
 [--format table|json|csv]`` prints one row per (topology, n)
 (:func:`analysis.topology_report.report_rows`); ``json`` and ``csv`` print nothing else on
 stdout, so scripts can parse it. ``--out DIR`` also writes ``report.md``, ``report.csv`` and
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--seed", default="0", help="seed of random graphs and schedules")
     report.add_argument("--tau", default=None,
                         help="window of the schedules' rates (default ceil(log2 n))")
+    report.add_argument("--drop", default="0",
+                        help="drop probability q in [0, 1): static rows add the expected "
+                        "consensus rate under lost messages, closed form and measured")
     report.add_argument("--out", default=None, help="folder for report.md, report.csv, PNGs")
     report.add_argument("--format", default="table", metavar="{table,json,csv}",
                         help="stdout format (default table)")
@@ -185,10 +188,15 @@ def _report(args: argparse.Namespace) -> int:
     nodes = parse_nodes(args.nodes)
     seed = _parse_int("--seed", args.seed, 0)
     tau = None if args.tau is None else _parse_int("--tau", args.tau, 1)
+    try:
+        drop = float(args.drop)
+    except ValueError:
+        raise _error(f"--drop needs a number in [0, 1), got {args.drop!r}") from None
     skipped: list[str] = []
     rows = report_rows(
         topologies=parse_names(args.topologies), nodes=nodes, weights=args.weights,
         schedules=parse_names(args.schedules), seed=seed, tau=tau, skipped=skipped,
+        drop=drop,
     )
     if args.out is not None:  # fail on an unwritable folder before printing anything
         Path(args.out).mkdir(parents=True, exist_ok=True)

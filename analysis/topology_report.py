@@ -29,6 +29,18 @@ The per-round columns are those implied by ``effective_p``:
 windows) until the window contraction reaches ``1e-3``; the graph columns describe the
 union of the communication graphs of rounds ``0..tau-1``.
 
+With a drop probability ``q`` (``drop``, ``gossip topology report --drop Q``) a static row
+adds the expected consensus rate of one D-SGD gossip step when each message is lost with
+probability ``q`` and its weight goes to the diagonal (:mod:`topologies.lossy`):
+
+* ``drop_p_exact``: the closed form ``1 - lambda_max(E[W_q^T W_q] - J)`` for losses per
+  undirected link, ``E[W_q^2] = (I - (1 - q)(I - W))^2 + 2 q (1 - q) sum_e w_e^2 L_e``
+  (:func:`topologies.lossy.drop_rate`; ``None`` for a non-symmetric ``W``);
+* ``drop_p`` (``drop_p_se``): the same rate measured by Monte Carlo over ``WINDOWS`` drawn
+  rounds (:func:`topologies.expected_rate` on a :class:`topologies.lossy.DropSchedule`);
+* ``drop_p_directed`` (``drop_p_directed_se``): measured with losses per direction (``W_q``
+  only row stochastic; no closed form).
+
 Directed topologies (``exponential``) get the ``in_uniform`` rule whenever an undirected
 rule was asked for; the row's ``weights`` says which rule was used.
 
@@ -51,6 +63,8 @@ __all__ = [
     "DEFAULT_TOPOLOGIES",
     "ROW_KEYS",
     "SCHEDULE_KEYS",
+    "DROP_KEYS",
+    "drop_columns",
     "MIXING_TOL",
     "WINDOWS",
     "default_tau",
@@ -92,6 +106,8 @@ ROW_KEYS = (
     "edges",
 )
 SCHEDULE_KEYS = ("effective_p", "effective_p_se", "worst_window_p", "tau")
+DROP_KEYS = ("drop", "drop_p_exact", "drop_p", "drop_p_se", "drop_p_directed",
+             "drop_p_directed_se")
 #: Windows of ``tau`` rounds averaged for the expected rate of a random schedule.
 WINDOWS = 256
 #: Consensus tolerance of the ``mixing_time`` column (same as :func:`topologies.summary`).
@@ -119,9 +135,33 @@ def _rule_for(graph, weights: str) -> str:
     return weights
 
 
+def drop_columns(W, q: float, seed: int = 0) -> dict:
+    """The :data:`DROP_KEYS` of the mixing matrix ``W`` under drop probability ``q``.
+
+    >>> import topologies
+    >>> row = drop_columns(topologies.mixing_matrix(topologies.build("complete", 2)), 0.25)
+    >>> row["drop_p_exact"], abs(row["drop_p"] - 0.75) < 4 * row["drop_p_se"]
+    (0.75, True)
+    """
+    import numpy as np
+
+    import topologies
+    from topologies.lossy import DropSchedule, drop_rate
+
+    dense = W.toarray() if hasattr(W, "toarray") else np.asarray(W)
+    out: dict = {"drop": q}
+    out["drop_p_exact"] = drop_rate(W, q) if np.allclose(dense, dense.T) else None
+    for key, symmetric in (("drop_p", True), ("drop_p_directed", False)):
+        p, se = topologies.expected_rate(DropSchedule(W, q, seed, symmetric), 1,
+                                         windows=WINDOWS)
+        out[key], out[f"{key}_se"] = p, se
+    return out
+
+
 def topology_row(name: str, n: int, weights: str = "metropolis", seed: int = 0,
-                 **options: object) -> dict:
-    """The report row of the static topology ``name`` on ``n`` nodes.
+                 drop: float = 0.0, **options: object) -> dict:
+    """The report row of the static topology ``name`` on ``n`` nodes (with the
+    :data:`DROP_KEYS` when ``drop > 0``).
 
     Raises
     ------
@@ -137,6 +177,8 @@ def topology_row(name: str, n: int, weights: str = "metropolis", seed: int = 0,
     numbers = topologies.summary(graph, W)
     row = {"topology": name, "nodes": graph.number_of_nodes(), "weights": rule}
     row.update({key: numbers[key] for key in ROW_KEYS[3:]})
+    if drop > 0:
+        row.update(drop_columns(W, drop, seed))
     return row
 
 
@@ -244,6 +286,7 @@ def report_rows(
     seed: int = 0,
     tau: int | None = None,
     skipped: list[str] | None = None,
+    drop: float = 0.0,
 ) -> list[dict]:
     """One row per (topology, n), then one per (schedule, n); see the module doc.
 
@@ -265,6 +308,8 @@ def report_rows(
     skipped : list, optional
         Receives one note per combination that does not fit (``"torus n=8: ..."``), with
         the reason from the :class:`~topologies.TopologyError`.
+    drop : float
+        Drop probability ``q`` of the :data:`DROP_KEYS` columns of the static rows (0: none).
 
     Returns
     -------
@@ -295,7 +340,9 @@ def report_rows(
         raise topo.TopologyError("nothing to report: no topologies and no schedules given")
     notes = [] if skipped is None else skipped
     rows = []
-    jobs = [(name, topology_row, {}) for name in names]
+    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
+        raise topo.TopologyError(f"drop must be a number in [0, 1), got {drop!r}")
+    jobs = [(name, topology_row, {"drop": drop}) for name in names]
     jobs += [(name, schedule_row, {"tau": tau}) for name in schedules]
     for name, make_row, extra in jobs:
         for n in nodes:
@@ -315,7 +362,7 @@ def columns(rows: Sequence[dict]) -> list[str]:
         for key in row:
             if key not in present:
                 present.append(key)
-    order = [k for k in (*ROW_KEYS, *SCHEDULE_KEYS) if k in present]
+    order = [k for k in (*ROW_KEYS, *SCHEDULE_KEYS, *DROP_KEYS) if k in present]
     return order + [k for k in present if k not in order]
 
 

@@ -1,7 +1,8 @@
 """Run configuration: one TOML file, dotted ``--set`` overrides, every key validated.
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
-``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]`` and ``[model]``.
+``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]``,
+``[faults]`` (:mod:`gossip.faults`) and ``[time]`` (:mod:`gossip.sim_time`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -100,7 +101,7 @@ LR_OPTIONS: list[Option] = [
     Option("lr_min", float, 0.0, "cosine: final step size", check=non_negative),
 ]
 
-SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model")
+SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults", "time")
 #: Sections whose keys are folded into ``[problem]`` (their ``name`` becomes this key).
 PASS_THROUGH = {"data": "dataset", "model": "model"}
 
@@ -112,6 +113,8 @@ DEFAULTS: dict[str, Any] = {
     "compression": {"name": "none"},
     "data": {},
     "model": {},
+    "faults": {},
+    "time": {},
 }
 
 
@@ -267,6 +270,8 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["algorithm"] = _algorithm(sections["algorithm"])
     out["problem"], out["data"], out["model"] = _problem(sections)
     out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
+    out["faults"] = resolve("faults", sections["faults"], _fault_options())
+    out["time"] = resolve("time", sections["time"], _time_options())
     _check_combinations(out)
     return Config(out)
 
@@ -290,6 +295,9 @@ def _check_combinations(out: dict) -> None:
         raise ConfigError(f"topology.schedule={topo['schedule']!r} has no effect with "
                           f"algorithm.name={alg['name']!r}, which does not mix with W(t); use "
                           f"schedule 'static' or one of: {', '.join(users)}")
+    from gossip.faults import check_faults
+
+    check_faults(out)
 
 
 def _check_top_keys(raw: dict) -> None:
@@ -371,6 +379,8 @@ def describe_keys() -> str:
     names = _reg_compressor_names()
     lines += ["", "[compression]", f"  compression.name: one of {names} (default 'none')"]
     lines += [_line(f"compression.{o.name}", o) for o in _reg_compressor_options("none")]
+    lines += ["", "[faults]"] + [_line(f"faults.{o.name}", o) for o in _fault_options()]
+    lines += ["", "[time]"] + [_line(f"time.{o.name}", o) for o in _time_options()]
     lines += ["", "[data], [model]: their keys are [problem] keys ([data] name = problem.dataset,",
               "  [model] name = problem.model), e.g. --set data.partition=iid"]
     return "\n".join(lines)
@@ -401,6 +411,18 @@ def _reg_problem_options(name: str) -> list[Option]:
     from gossip.problems.registry import PROBLEMS
 
     return PROBLEMS.options(name)
+
+
+def _fault_options() -> list[Option]:
+    from gossip.faults import FAULT_OPTIONS
+
+    return FAULT_OPTIONS
+
+
+def _time_options() -> list[Option]:
+    from gossip.sim_time import TIME_OPTIONS
+
+    return TIME_OPTIONS
 
 
 def _reg_compressor_names() -> list[str]:

@@ -81,6 +81,14 @@ class Algorithm(ABC):
     #: over a fixed spanning tree, all-reduce and FedAvg average exactly), so that a schedule
     #: other than ``static`` is rejected for one that does not.
     FOLLOWS_SCHEDULE: ClassVar[bool] = True
+    #: Whether the algorithm runs on a channel that loses messages (``[faults]`` drop and
+    #: crash, :mod:`gossip.faults`): it follows the channel's rule for a lost message
+    #: (:mod:`gossip.comm.channel`). CHOCO and BEER cannot: every holder of a public copy must
+    #: update it alike, so a config that loses messages is refused for them.
+    SURVIVES_LOSS: ClassVar[bool] = True
+    #: The state fields with one row per hosted node, which a crashed node keeps frozen
+    #: (``[faults] crash``); empty: the algorithm does not support crashes (refused).
+    NODE_STATE: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_network(cls, schedule: Any, graph: Any) -> None:

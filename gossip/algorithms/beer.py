@@ -78,6 +78,7 @@ class Beer(WithConsensusStep, Algorithm):
 
     name = "beer"
     USES_COMPRESSION = True
+    SURVIVES_LOSS = False  # public copies H, G must reach every holder
     ROWS_PER_MESSAGE = 2  # q^H and q^G travel in one message
 
     @dataclass(frozen=True)

@@ -81,6 +81,7 @@ class Choco(WithConsensusStep, Algorithm):
 
     name = "choco"
     USES_COMPRESSION = True
+    SURVIVES_LOSS = False  # public copies X_hat must reach every holder
 
     @dataclass(frozen=True)
     class Config:

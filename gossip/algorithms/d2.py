@@ -80,6 +80,7 @@ class D2(Algorithm):
     """D^2 (exact diffusion) with one gradient step per gossip step."""
 
     name = "d2"
+    NODE_STATE = ("X", "X_prev", "G_prev")
 
     @classmethod
     def check_network(cls, schedule, graph) -> None:

@@ -63,6 +63,7 @@ class DSGD(Algorithm):
     """D-SGD: ``H`` local (momentum) SGD steps, then ``X <- W(t) X``."""
 
     name = "dsgd"
+    NODE_STATE = ("X", "M")  # a crashed node keeps its model and momentum
 
     @dataclass(frozen=True)
     class Config:

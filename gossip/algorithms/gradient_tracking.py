@@ -57,6 +57,7 @@ class GradientTracking(Algorithm):
     """GT (``local_steps = 1``) or K-GT (``local_steps = K > 1``)."""
 
     name = "gradient_tracking"
+    NODE_STATE = ("X", "Y", "G", "losses", "C")  # GT and K-GT
 
     @dataclass(frozen=True)
     class Config:

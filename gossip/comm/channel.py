@@ -36,6 +36,9 @@ public copy of a node per process, which every holder must update alike, so they
 ValueError when a message of theirs is lost or replaced. Not through the channel: the server's
 downloads (``broadcast``) and the exact ring all-reduce (``allreduce_mean``).
 
+A run's channel comes from its ``[faults]`` section (:func:`gossip.faults.fault_channel`);
+:class:`Compose` chains channels (faults and an attack together).
+
 By default a communicator has the :data:`IDENTITY` channel: every message arrives as sent and
 the communicator skips the channel altogether (one attribute check per call).
 
@@ -63,6 +66,7 @@ __all__ = [
     "NO_EDGES",
     "SERVER",
     "Channel",
+    "Compose",
     "Delivery",
     "DropChannel",
     "Identity",
@@ -225,6 +229,48 @@ class ReplaceChannel(Channel):
 
     def replace(self, src: np.ndarray, dst: np.ndarray, t: int, rows: Payload) -> Payload:
         return tuple(self.fn(src, dst, t, rows))
+
+
+class Compose(Channel):
+    """Channels in a row (a fault model and an attack together): a message arrives when it
+    arrives through every one of ``channels``, and the replacements chain in order, each
+    channel replacing the rows it replaces in what the previous ones delivered.
+
+    >>> import numpy as np
+    >>> a, b = DropChannel(0.5, seed=0), DropChannel(0.5, seed=1)
+    >>> src, dst = np.arange(6), np.roll(np.arange(6), 1)
+    >>> both = Compose(a, b).arrives(src, dst, t=0)
+    >>> bool((both == (a.arrives(src, dst, 0) & b.arrives(src, dst, 0))).all())
+    True
+    """
+
+    def __init__(self, *channels: Channel) -> None:
+        self.channels = tuple(c for c in channels if not c.is_identity)
+        self.is_identity = not self.channels
+
+    def arrives(self, src: np.ndarray, dst: np.ndarray, t: int) -> np.ndarray:
+        out = np.ones(len(src), dtype=bool)
+        for c in self.channels:
+            out &= c.arrives(src, dst, t)
+        return out
+
+    def replaces(self, src: np.ndarray, dst: np.ndarray, t: int) -> np.ndarray:
+        out = np.zeros(len(src), dtype=bool)
+        for c in self.channels:
+            out |= c.replaces(src, dst, t)
+        return out
+
+    def replace(self, src: np.ndarray, dst: np.ndarray, t: int, rows: Payload) -> Payload:
+        src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        for c in self.channels:
+            mine = np.flatnonzero(c.replaces(src, dst, t))
+            if not len(mine):
+                continue
+            at = torch.from_numpy(mine)
+            part = tuple(r[at.to(r.device)] for r in rows)
+            new = check_replacement(part, c.replace(src[mine], dst[mine], t, part))
+            rows = tuple(r.index_copy(0, at.to(r.device), x) for r, x in zip(rows, new))
+        return rows
 
 
 def check_replacement(rows: Payload, new: Payload) -> Payload:

@@ -39,9 +39,11 @@ from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError
+from gossip.faults import with_crashes, with_faults
 from gossip.runner.checkpoint import config_hash, restore_rng, resume_checkpoint, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.rundir import default_name, new_run_dir, versions
+from gossip.sim_time import make_clock
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
 
@@ -145,6 +147,8 @@ class Experiment:
         The algorithm's current state (the loop replaces it every round).
     run_dir : Path or None
         The run folder, once :meth:`begin` or :meth:`restore` has been called.
+    clock : SimClock or None
+        The ``[time]`` model (:mod:`gossip.sim_time`); None without one.
     """
 
     config: Config
@@ -158,6 +162,7 @@ class Experiment:
     ctx: Any
     state: NamedTuple
     run_dir: Path | None = None
+    clock: Any = None
 
     @classmethod
     def build(cls, config: Config, comm: Communicator | None = None) -> Experiment:
@@ -184,7 +189,10 @@ class Experiment:
         alg_cfg = config["algorithm"]
         own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
-        ctx = Context(timed, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
+        comm.channel = with_faults(comm.channel, config)  # [faults]: lost messages, crashes
+        alg = with_crashes(alg, config)
+        talk, clock = make_clock(config, timed, alg)  # [time]: simulated time per round
+        ctx = Context(talk, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
                       seed=config["seed"], compressor=compressor)
         try:
             state = alg.init(ctx)
@@ -193,7 +201,10 @@ class Experiment:
                 f"algorithm.name={alg_cfg['name']!r} on topology.name="
                 f"{config['topology']['name']!r}: {err}"
             ) from None
-        return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state)
+        if clock is not None:
+            clock.comm.reset()  # what init sent is not part of round 0
+        return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state,
+                   clock=clock)
 
     # -- the run folder ------------------------------------------------------------------------
 

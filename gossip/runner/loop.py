@@ -137,6 +137,8 @@ class _Loop:
                 timed.paused = False
                 exp.state, losses = exp.algorithm.round(exp.state, t, exp.ctx)
                 timed.paused = True
+                if exp.clock is not None:  # [time]: the round's simulated duration
+                    clocks["sim"] = clocks.get("sim", 0.0) + exp.clock.round(t)
                 elapsed = time.perf_counter() - tic
                 spent = timed.seconds - comm_before
                 clocks["wall"] += elapsed
@@ -177,6 +179,7 @@ class _Loop:
             comm_time=clocks["comm"], compute_time=clocks["compute"], lr=exp.ctx.lr(t),
             train_loss=loss, consensus=consensus_distance(X, comm),
             bytes_sent=stats.bytes_sent, n=comm.n, evaluation=evaluation,
+            sim_time=clocks.get("sim") if exp.clock is not None else None,
         )
         self.progress.records.append(record)
         if self.writer is not None:

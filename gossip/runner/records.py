@@ -1,7 +1,8 @@
 """Metrics of a run: the consensus distance and one record per evaluation.
 
 A record (one line of ``metrics.jsonl``) holds ``round``, ``wall_time``, ``compute_time``,
-``comm_time``, ``lr``, ``train_loss`` (mean over nodes of the round's losses),
+``comm_time``, ``sim_time`` (with a ``[time]`` section), ``lr``, ``train_loss`` (mean over
+nodes of the round's losses),
 ``consensus_distance`` ``= 1/n sum_i ||x_i - x_bar||^2`` (Koloskova et al. 2020, the
 quantity their rates bound), ``bytes_sent`` (all nodes so far), ``bytes_sent_per_node`` and
 whatever ``problem.evaluate`` returns (``distance_to_optimum``, ``test_accuracy`` ...).
@@ -50,8 +51,10 @@ def make_record(
     n: int,
     evaluation: dict[str, Any],
     epoch: float | None = None,
+    sim_time: float | None = None,
 ) -> dict[str, Any]:
-    """One metrics line, in a fixed key order (problem metrics last)."""
+    """One metrics line, in a fixed key order (problem metrics last); ``sim_time`` (the
+    ``[time]`` model's seconds, :mod:`gossip.sim_time`) only when given."""
     record: dict[str, Any] = {"round": round_}
     if epoch is not None:
         record["epoch"] = epoch
@@ -59,6 +62,10 @@ def make_record(
         wall_time=wall_time,
         compute_time=compute_time,
         comm_time=comm_time,
+    )
+    if sim_time is not None:
+        record["sim_time"] = sim_time
+    record.update(
         lr=lr,
         train_loss=train_loss,
         consensus_distance=consensus,

@@ -134,6 +134,18 @@ def test_plot_runs_writes_readable_non_blank_pngs(two_runs, tmp_path):
         assert (pixels < 0.5).any() and (pixels > 0.9).any()
 
 
+def test_plot_runs_draws_accuracy_vs_simulated_time_for_timed_runs(tmp_path):
+    records = classification([0.1, 0.6, 0.9])
+    for i, r in enumerate(records):
+        r["sim_time"] = 2.5 * i
+    timed = write_run(tmp_path / "t", "dsgd", "none", records)
+    written = [p.name for p in plot_runs(load_runs([timed]), tmp_path / "out")]
+    assert written[:3] == ["accuracy_vs_round.png", "accuracy_vs_bytes.png",
+                           "accuracy_vs_time.png"]
+    assert load_runs([timed])[0].series("test_accuracy", x="sim_time") == (
+        [0.0, 2.5, 5.0], [0.1, 0.6, 0.9])
+
+
 def test_plot_runs_skips_figures_without_data(tmp_path):
     run = write_run(tmp_path / "q", "dsgd", "none", quadratic([4.0, 1.0, 0.25]))
     written = plot_runs(load_runs([run]), tmp_path / "out")

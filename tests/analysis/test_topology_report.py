@@ -222,3 +222,15 @@ def test_ring_gap_follows_the_drawn_slope():
     scaled = [r["spectral_gap"] * r["nodes"] ** 2 for r in out]
     assert scaled[1] == pytest.approx(4 * math.pi**2 / 3, rel=1e-4)
     assert abs(scaled[1] - 4 * math.pi**2 / 3) < abs(scaled[0] - 4 * math.pi**2 / 3)
+
+
+def test_drop_columns_measure_the_rate_under_lost_messages():
+    """Complete graph, W = J: the closed form 1 - q^2 - 2 q (1 - q) / n, and the Monte Carlo
+    measurement within 4 standard errors of it; the report with --drop and a bad q."""
+    (row,) = report_rows(["complete"], [4], drop=0.5)
+    assert row["drop_p_exact"] == pytest.approx(1 - 0.25 - 2 * 0.25 / 4, abs=1e-12)
+    assert abs(row["drop_p"] - row["drop_p_exact"]) < 4 * row["drop_p_se"]
+    assert 0 < row["drop_p_directed"] < 1 and row["drop"] == 0.5
+    assert "drop_p" not in report_rows(["complete"], [4])[0]
+    with pytest.raises(TopologyError, match="drop must be a number in"):
+        report_rows(["ring"], [8], drop=1.0)

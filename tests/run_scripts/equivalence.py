@@ -22,7 +22,8 @@ NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
-SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring")
+SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
+         "dsgd-time")
 
 
 def cases() -> dict[str, list[str]]:
@@ -36,6 +37,19 @@ def cases() -> dict[str, list[str]]:
                             "topology.name=complete"]
     out["dsgd-onepeer"] = [*COMMON, "topology.schedule=one_peer_exponential",
                            "algorithm.local_steps=2"]
+    # [faults]: drops and crashes decided per (seed, message or node, round), on every rank
+    out["dsgd-faults"] = [*COMMON, "faults.drop=0.3", "faults.crash=[[2, 1, 4]]",
+                          "faults.crash_rate=0.1", "faults.recover_rate=0.5"]
+    out["gradient_tracking-faults"] = [*COMMON, "algorithm.name=gradient_tracking",
+                                       "faults.drop=0.3", "faults.symmetric=false",
+                                       "faults.crash=[[7, 2]]"]
+    out["fedavg-faults"] = [*COMMON, "algorithm.name=fedavg", "algorithm.client_fraction=0.5",
+                            "faults.drop=0.3"]
+    # [time]: stragglers drawn from the seed; per-node bytes of every kind of collective
+    timed = ["time.straggler_fraction=0.3", "time.slowdown=10", "time.latency=0.01",
+             "time.bandwidth=1e5"]
+    for name in ("dsgd", "relaysum_model", "allreduce", "fedavg"):
+        out[f"{name}-time"] = [*out[f"{name}-ring"], *timed]
     out["relaysum_model-double"] = [*COMMON, "algorithm.name=relaysum_model",
                                     "algorithm.tree=double_binary"]
     return out
