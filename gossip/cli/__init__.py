@@ -4,7 +4,9 @@ Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run
 Modules are imported only when their subcommand runs (``gossip topology`` never imports torch).
 A user mistake (:class:`gossip.errors.GossipError`, :class:`topologies.TopologyError`) prints
 one line ``gossip <cmd>: error: ...`` (under ``mpiexec`` on rank 0 only) and exits with code 2
-on every rank; bugs keep their traceback.
+on every rank; so does an ``OSError`` (a folder that cannot be written, a full disk: the
+message names the file). Ctrl-C outside a run's rounds prints ``gossip <cmd>: interrupted``
+and exits with 130. Bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except (GossipError, TopologyError) as err:
         report_error(args.command, err)
         return 2
+    except OSError as err:
+        where = f": {str(err.filename)!r}" if err.filename else ""
+        report_error(args.command, f"{err.strerror or err}{where}")
+        return 2
+    except KeyboardInterrupt:
+        print(f"gossip {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
 def report_error(command: str, err: Exception) -> None:

@@ -3,14 +3,19 @@
 A checkpoint of round ``r`` is written by every rank together (:func:`save_checkpoint` is a
 collective):
 
-1. rank ``k`` writes ``RUN/checkpoints/state-round{r}-rank{k}.pt`` (a temporary file in the
-   same folder, ``fsync``, rename, ``fsync`` of the folder): its algorithm state (the state
+1. rank ``k`` writes ``RUN/checkpoints/state-round{r}-rank{k}.pt``
+   (:func:`~gossip.runner.atomic.write_atomic`: a temporary file in the same folder, ``fsync``,
+   rename, ``fsync`` of the folder; the temporary file is removed when the disk is full): its
+   algorithm state (the state
    ``NamedTuple`` as plain tuples; compressor states are fields of it, e.g. ``ChocoState.C``),
    its communication counters, ``r``, the RNG states (Python, NumPy, torch), the loop's clocks,
    the metrics records so far, the world size and the run's id (:func:`config_hash`);
-2. a barrier: every rank's file of round ``r`` is durable;
-3. rank 0 writes ``RUN/checkpoints/manifest.json`` naming round ``r`` (atomically);
-4. a barrier, then every rank removes its files of other rounds.
+2. every rank learns whether every rank's file of round ``r`` is durable
+   (:func:`~gossip.runner.agree.raise_together`; a rank that failed to write makes every rank
+   raise its one-line :class:`~gossip.errors.OutputError`, the previous checkpoint intact);
+3. rank 0 writes ``RUN/checkpoints/manifest.json`` naming round ``r`` (atomically), and again
+   every rank learns whether that worked;
+4. every rank removes its files of other rounds.
 
 So at any instant the folder holds a complete checkpoint: until the manifest names ``r``, the
 files of the previous round are kept. :func:`resume_checkpoint` (also a collective) removes
@@ -28,8 +33,8 @@ strings, ``torch.dtype`` and lists/tuples/dicts of them, so a crafted file canno
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import random
 import re
 import sys
@@ -43,6 +48,8 @@ import torch
 from gossip.comm.base import CommStats, Communicator
 from gossip.config import Config
 from gossip.errors import ConfigError
+from gossip.runner.agree import attempt, raise_together
+from gossip.runner.atomic import cannot_write, write_atomic
 
 __all__ = ["RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path", "config_hash",
            "read_checkpoint", "restore_rng", "restore_state", "resume_checkpoint",
@@ -112,34 +119,22 @@ def restore_rng(state: dict[str, Any]) -> None:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """``write(f)`` into a temporary file next to ``path``, fsync, rename over ``path``, fsync
-    the folder; the temporary file is removed when writing fails."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _write_manifest(folder: Path, round_: int, world_size: int, run_id: str) -> None:
     manifest = {"round": round_, "world_size": world_size, "run_id": run_id,
                 "files": [f"state-round{round_}-rank{k}.pt" for k in range(world_size)]}
-    _write_atomic(folder / MANIFEST, lambda f: f.write(json.dumps(manifest).encode() + b"\n"))
+    write_atomic(folder / MANIFEST, json.dumps(manifest).encode() + b"\n")
+
+
+def _write_file(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise ``payload`` in memory, then write it atomically (a full disk is an OSError of
+    the write, which :func:`write_atomic` cleans up after, not an error inside torch)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cannot_write(path.parent, err, "create") from None
+    write_atomic(path, buffer.getvalue())
 
 
 def _own_files(folder: Path, rank: int) -> dict[int, Path]:
@@ -167,7 +162,6 @@ def save_checkpoint(
     rank, size = comm.rank, comm.size
     path = checkpoint_path(run_dir, rank, rounds_done)
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "run_id": run_id,
@@ -181,15 +175,20 @@ def save_checkpoint(
         "rng": rng_state(),
         "metrics": _plain(list(metrics)),
     }
-    _write_atomic(path, lambda f: torch.save(payload, f))
-    comm.barrier()  # every rank's file of this round is durable
-    if rank == 0:
-        _write_manifest(folder, rounds_done, size, run_id)
-    comm.barrier()  # the manifest names this round: older files may go
+    raise_together(comm, attempt(_write_file, path, payload))  # every rank's file is durable
+    raise_together(comm, attempt(_write_manifest, folder, rounds_done, size, run_id)
+                   if rank == 0 else None)  # the manifest names this round: older files may go
     for r, old in _own_files(folder, rank).items():
         if r != rounds_done:
-            old.unlink(missing_ok=True)
+            _unlink(old)
     return path
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a stale file of an older round: the manifest says which round counts
 
 
 def _plain(value: Any) -> Any:
@@ -442,7 +441,7 @@ def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
         print(f"gossip: {note}", file=sys.stderr, flush=True)
     for r, path in _own_files(folder, rank).items():
         if r != round_:
-            path.unlink(missing_ok=True)
-    if rank == 0 and note:
-        _write_manifest(folder, round_, size, run_id)
+            _unlink(path)
+    raise_together(comm, attempt(_write_manifest, folder, round_, size, run_id)
+                   if rank == 0 and note else None)
     return loaded[round_]
