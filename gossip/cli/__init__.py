@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         report_error(args.command, err)
         return 2
     except OSError as err:
-        where = f": {str(err.filename)!r}" if err.filename else ""
-        report_error(args.command, f"{err.strerror or err}{where}")
+        from gossip.runner.atomic import cannot_write
+
+        report_error(args.command, cannot_write(err.filename or "?", err, "write or read"))
         return 2
     except KeyboardInterrupt:
         print(f"gossip {args.command}: interrupted", file=sys.stderr, flush=True)

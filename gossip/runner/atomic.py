@@ -32,6 +32,10 @@ def cannot_write(path: str | Path, err: OSError, what: str = "write") -> OutputE
     '/x/y': No space left on device (ENOSPC)``."""
     code = errno.errorcode.get(err.errno or 0)
     reason = err.strerror or type(err).__name__
+    if isinstance(err, FileExistsError | NotADirectoryError):
+        blocker = next((p for p in [Path(path), *Path(path).parents] if p.is_file()), None)
+        if blocker is not None:
+            reason, code = f"{str(blocker)!r} is a file, not a folder", None
     return OutputError(f"cannot {what} {str(path)!r}: {reason}" + (f" ({code})" if code else ""))
 
 
