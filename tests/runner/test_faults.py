@@ -359,3 +359,41 @@ def test_sigint_to_mpiexec_leaves_a_resumable_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert debris(run_dir) == []
     _same_as_uninterrupted(tmp_path, run_dir, done + 4, exact=False)
+
+
+# -- what is kept by default -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("every, saved", [(None, [3, 6, 7]), (0, [7]), (2, [2, 4, 6, 7])])
+def test_checkpoint_at_every_evaluation_by_default(tmp_path, monkeypatch, every, saved):
+    from gossip.runner.experiment import Experiment
+
+    rounds = []
+    real = Experiment.checkpoint
+    monkeypatch.setattr(Experiment, "checkpoint",
+                        lambda self, p: (rounds.append(p.rounds_done), real(self, p)))
+    extra = [] if every is None else [f"checkpoint_every={every}"]
+    run(load_config(None, [*BASE, "rounds=7", f"out='{tmp_path}'", "name=r", *extra]),
+        quiet=True)
+    assert rounds == saved
+
+
+@pytest.mark.parametrize("every", [None, 0])
+def test_divergence_message_names_a_checkpoint_that_exists(tmp_path, every):
+    from gossip.runner.loop import TrainingDiverged
+
+    extra = [] if every is None else [f"checkpoint_every={every}"]
+    with pytest.raises(TrainingDiverged) as info:
+        run(load_config(None, [*BASE, "rounds=400", "eval_every=2", "algorithm.lr=5.0",
+                               f"out='{tmp_path}'", "name=nan", *extra]), quiet=True)
+    message = str(info.value)
+    folder = tmp_path / "nan" / "checkpoints"
+    if every == 0:
+        assert f"no checkpoint was written in {tmp_path / 'nan'}" in message
+        assert not folder.exists()
+        return
+    found = re.search(r"the last checkpoint, of round (\d+), is in (\S+);", message)
+    assert found and Path(found[2]) == folder, message
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["round"] == int(found[1])
+    assert (folder / f"state-round{found[1]}-rank0.pt").is_file()
