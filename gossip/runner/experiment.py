@@ -39,9 +39,10 @@ from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
-from gossip.runner.checkpoint import config_hash, restore_rng, resume_checkpoint, save_checkpoint
+from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
+from gossip.runner.resume import resume_checkpoint
 from gossip.runner.rundir import default_name, new_run_dir, versions, write_text
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
@@ -227,7 +228,7 @@ class Experiment:
 
     def restore(self, run_dir: str | Path) -> Progress:
         """Continue the run in ``run_dir`` from its last complete checkpoint (every rank at the
-        same round, :func:`~gossip.runner.checkpoint.resume_checkpoint`): state, byte counters
+        same round, :func:`~gossip.runner.resume.resume_checkpoint`): state, byte counters
         and RNG states as saved; rank 0 locks the folder first and rewrites ``config.toml``
         (``rounds`` etc. may have changed). ConfigError when ``rounds`` is below the rounds
         done or another process holds the folder."""

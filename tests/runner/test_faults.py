@@ -397,3 +397,34 @@ def test_divergence_message_names_a_checkpoint_that_exists(tmp_path, every):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["round"] == int(found[1])
     assert (folder / f"state-round{found[1]}-rank0.pt").is_file()
+
+
+def test_stop_signals_first_sets_a_flag_second_stops_at_once(tmp_path):
+    """Armed (rounds running): the first signal only sets the flag the loop sums over ranks; a
+    second one, or one while not armed, raises RunInterrupted with the line naming the last
+    complete checkpoint; the previous handlers come back afterwards."""
+    from gossip.runner.interrupt import (
+        RunInterrupted,
+        StopSignals,
+        agreed_signal,
+        resume_command,
+        stopped_line,
+    )
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals() as stop:
+        stop.describe = lambda s: stopped_line(s, tmp_path, 6, 1)
+        with pytest.raises(RunInterrupted) as early:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert early.value.exit_code == 143 and not early.value.agreed
+        stop.armed = True
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested == signal.SIGINT and stop.flags() == [1.0, 0.0]
+        assert agreed_signal([0.0, 0.0]) == 0 and agreed_signal([1.0, 1.0]) == signal.SIGTERM
+        with pytest.raises(RunInterrupted) as forced:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert forced.value.exit_code == 130
+        assert forced.value.message == (
+            f"interrupted by SIGINT; the last complete checkpoint is of round 6 in {tmp_path}; "
+            f"resume with: {resume_command(tmp_path, 1)}")
+    assert signal.getsignal(signal.SIGINT) is before
