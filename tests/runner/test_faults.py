@@ -247,16 +247,24 @@ def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _interrupt(cmd, env, run_dir: Path, send) -> tuple[int, str, int]:
-    """Start ``cmd``, wait for its first checkpoint, ``send(proc)``; returns (exit code,
-    stderr, checkpoint round). The process group is killed on a timeout."""
+def _interrupt(cmd, env, run_dir: Path, send, ready=lambda: True) -> tuple[int, str, int]:
+    """Start ``cmd``, wait for a checkpoint (its manifest, and ``ready()``), ``send(proc)``;
+    returns (exit code, stderr, checkpoint round). The process group is killed on a
+    timeout."""
     proc = _start(cmd, env)
     manifest = run_dir / "checkpoints" / "manifest.json"
+
+    def waiting() -> bool:
+        try:
+            return not (manifest.exists() and ready())
+        except (OSError, ValueError):  # the manifest is being replaced
+            return True
+
     try:
         deadline = time.monotonic() + 120
-        while not manifest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while waiting() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert manifest.exists(), proc.communicate(timeout=5)
+        assert not waiting(), proc.communicate(timeout=5)
         send(proc)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -310,11 +318,15 @@ def test_signal_in_process_checkpoints_and_resumes(tmp_path, capsys, sig):
 
 
 @requires_mpi
-def test_sigterm_to_the_ranks_under_mpiexec(tmp_path):
-    """SIGTERM to every rank (what a batch system's cancel does): the ranks agree on the round,
-    write its checkpoint, rank 0 prints the line once, mpiexec passes 143 through; a second
-    process on the folder is refused on every rank; the resume equals the uninterrupted run."""
+def test_signals_under_mpiexec_and_a_refused_second_job(tmp_path):
+    """1. SIGTERM to every rank (what a batch system's cancel does): the ranks agree on the
+    round, write its checkpoint, rank 0 prints the line once, mpiexec passes 143 through.
+    2. A second job on the folder (lock held) is refused on every rank: exit 2, one line.
+    3. The resumed run, Ctrl-C (SIGINT) to mpiexec itself: Open MPI 5 sends SIGTERM to the ranks
+    and kills them a moment later (exit 1, their output dropped); the folder still holds a
+    complete checkpoint. 4. Its resume equals the uninterrupted run."""
     run_dir = tmp_path / "r"
+    manifest = run_dir / "checkpoints" / "manifest.json"
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "gossip", "train", *LONG, "--out",
            str(tmp_path), "--name", "r"]
 
@@ -329,36 +341,28 @@ def test_sigterm_to_the_ranks_under_mpiexec(tmp_path):
                      f"round {done} written in {run_dir}; resume with: mpiexec -n 2 python -m "
                      f"gossip train --resume {run_dir}"], err
     assert "Traceback" not in err and debris(run_dir) == []
-    resume = ["-m", "gossip", "train", "--resume", run_dir, "--set", f"rounds={done + 4}",
-              "--quiet"]
+
+    resume = [mpiexec(), "-n", "2", sys.executable, "-m", "gossip", "train", "--resume",
+              str(run_dir), "--quiet"]
     holder = RunLock(run_dir)
-    proc = run_mpi(2, resume, timeout=120)
+    proc = run_mpi(2, resume[4:], timeout=120)
     holder.release()
     assert proc.returncode == 2, proc.stderr
     assert [line for line in proc.stderr.splitlines() if "gossip train" in line] == [
         f"gossip train: error: run folder {str(run_dir)!r} is in use by another gossip process "
         f"(pid {os.getpid()}); wait until it ends (two processes in one run folder would mix "
         "their metrics and checkpoints)"]
-    proc = run_mpi(2, resume, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    _same_as_uninterrupted(tmp_path, run_dir, done + 4, exact=False)
 
+    def newer():
+        return json.loads(manifest.read_text())["round"] > done
 
-@requires_mpi
-def test_sigint_to_mpiexec_leaves_a_resumable_folder(tmp_path):
-    """Ctrl-C to mpiexec: Open MPI 5 sends SIGTERM to the ranks and kills them a moment later
-    (exit 1, their output dropped); the folder holds a complete checkpoint all the same and
-    the resume equals the uninterrupted run."""
-    run_dir = tmp_path / "r"
-    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "gossip", "train", *LONG, "--out",
-           str(tmp_path), "--name", "r"]
-    code, err, done = _interrupt(cmd, mpi_env(), run_dir, lambda p: p.send_signal(signal.SIGINT))
-    assert code != 0 and "Traceback" not in err, err
-    proc = run_mpi(2, ["-m", "gossip", "train", "--resume", run_dir, "--set",
-                       f"rounds={done + 4}", "--quiet"], timeout=120)
+    code, err, later = _interrupt(resume, mpi_env(), run_dir,
+                                  lambda p: p.send_signal(signal.SIGINT), ready=newer)
+    assert code != 0 and "Traceback" not in err and later > done, err
+    proc = run_mpi(2, [*resume[4:], "--set", f"rounds={later + 4}"], timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert debris(run_dir) == []
-    _same_as_uninterrupted(tmp_path, run_dir, done + 4, exact=False)
+    _same_as_uninterrupted(tmp_path, run_dir, later + 4, exact=False)
 
 
 # -- what is kept by default -------------------------------------------------------------------
