@@ -83,7 +83,8 @@ RUN_OPTIONS: list[Option] = [
         check=non_negative,
     ),
     Option("out", str, "runs", "folder that holds run folders"),
-    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>)",
+    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>, "
+           "with -2, -3 ... when that folder exists)",
            check=_run_name),
 ]
 

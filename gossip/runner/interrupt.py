@@ -79,7 +79,7 @@ def stopped_line(signum: int, run_dir: Path | None, checkpoint: int | None,
     """
     name = signal.Signals(signum).name
     if run_dir is None:
-        return f"interrupted by {name} before the run folder was made; nothing to resume"
+        return f"interrupted by {name} before the first round; no round was run"
     if at is not None:
         head = f"interrupted by {name} after round {at}: checkpoint of round {at} written in " \
                f"{run_dir}"

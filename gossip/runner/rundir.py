@@ -33,7 +33,8 @@ __all__ = [
 
 
 def default_name(algorithm: str, topology: str) -> str:
-    """``<algorithm>-<topology>-<YYYYmmdd-HHMMSS>``."""
+    """``<algorithm>-<topology>-<YYYYmmdd-HHMMSS>`` (:func:`new_run_dir` with ``unique`` adds
+    ``-2``, ``-3`` ... when it is taken)."""
     return f"{algorithm}-{topology}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
