@@ -170,6 +170,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
+                if not line.endswith("\n"):
+                    break  # a last line cut short by a crash: the records before it stand
                 raise RunFolderError(f"{file}:{number}: not a JSON object: {err.msg}") from None
             if not isinstance(record, dict):
                 raise RunFolderError(
@@ -193,7 +195,8 @@ def _read_summary(path: Path) -> dict[str, Any]:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read one run folder.
+    """Read one run folder (a last ``metrics.jsonl`` line without its newline that is not a
+    whole record, a write cut short by a crash, is left out).
 
     Raises
     ------

@@ -79,11 +79,13 @@ RUN_OPTIONS: list[Option] = [
     Option("device", str, "auto", "where node blocks live", choices=("auto", "cpu", "cuda")),
     Option("dtype", str, "float32", "precision of parameters", choices=("float32", "float64")),
     Option(
-        "checkpoint_every", int, 0, "rounds between checkpoints (0: only at the end)",
+        "checkpoint_every", int, None, "rounds between checkpoints (default: eval_every, a "
+        "checkpoint at every evaluation; 0: only at the end)",
         check=non_negative,
     ),
     Option("out", str, "runs", "folder that holds run folders"),
-    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>)",
+    Option("name", str, None, "run folder name (default <algorithm>-<topology>-<timestamp>, "
+           "with -2, -3 ... when that folder exists)",
            check=_run_name),
 ]
 

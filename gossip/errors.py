@@ -7,7 +7,7 @@ into that one line on stderr and exit code 2. Bugs raise ordinary exceptions.
 
 from topologies.errors import TopologyError
 
-__all__ = ["ConfigError", "DataError", "GossipError", "TopologyError"]
+__all__ = ["ConfigError", "DataError", "GossipError", "OutputError", "TopologyError"]
 
 
 class GossipError(ValueError):
@@ -20,3 +20,8 @@ class ConfigError(GossipError):
 
 class DataError(GossipError):
     """A data folder that is missing or malformed."""
+
+
+class OutputError(GossipError):
+    """A file of a run or report that cannot be written: a folder that is not writable or not a
+    folder, a read-only file system, a full disk. Nothing half-written is left behind."""

@@ -4,7 +4,10 @@ Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run
 Modules are imported only when their subcommand runs (``gossip topology`` never imports torch).
 A user mistake (:class:`gossip.errors.GossipError`, :class:`topologies.TopologyError`) prints
 one line ``gossip <cmd>: error: ...`` (under ``mpiexec`` on rank 0 only) and exits with code 2
-on every rank; bugs keep their traceback.
+on every rank; so does an ``OSError`` (a folder that cannot be written, a full disk: the
+message names the file). Ctrl-C prints one line (for a run inside ``gossip sweep``: the
+checkpoint written and the resume command, :mod:`gossip.runner.interrupt`) and exits with 130
+(143 for SIGTERM during a run). Bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     except (GossipError, TopologyError) as err:
         report_error(args.command, err)
         return 2
+    except OSError as err:
+        from gossip.runner.atomic import cannot_write
+
+        report_error(args.command, cannot_write(err.filename or "?", err, "write or read"))
+        return 2
+    except KeyboardInterrupt as stop:  # a run's RunInterrupted carries its line and code
+        print(f"gossip {args.command}: {getattr(stop, 'message', 'interrupted')}",
+              file=sys.stderr, flush=True)
+        return getattr(stop, "exit_code", 130)
 
 
 def report_error(command: str, err: Exception) -> None:

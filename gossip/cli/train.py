@@ -2,7 +2,9 @@
 
 Works in one process and under ``mpiexec -n P``; under MPI only rank 0 writes files and
 prints, and a bad configuration raises the same :class:`~gossip.errors.ConfigError` on every
-rank, so all ranks exit with code 2 together.
+rank, so all ranks exit with code 2 together. SIGINT/SIGTERM stop the run at a round boundary
+with a checkpoint and one line naming the resume command; the exit code is 130/143
+(:mod:`gossip.runner.interrupt`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gossip.config import load_config
     from gossip.errors import ConfigError
+    from gossip.runner.interrupt import RunInterrupted
     from gossip.runner.loop import run as run_training
 
     overrides = list(args.overrides)
@@ -56,9 +59,17 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     comm = _comm(config, args.resume)
     tic = time.perf_counter()
-    summary = run_training(config, comm=comm, quiet=args.quiet, resume=args.resume)
+    try:
+        summary = run_training(config, comm=comm, quiet=args.quiet, resume=args.resume)
+    except RunInterrupted as stop:
+        line = f"gossip train: {stop.message}"
+        if comm.size > 1 and not stop.agreed:
+            comm.abort(line, stop.exit_code)  # other ranks may wait in a collective
+        if comm.rank == 0:
+            print(line, file=sys.stderr, flush=True)
+        return stop.exit_code
     elapsed = time.perf_counter() - tic
-    if comm is None or comm.rank == 0:
+    if comm.rank == 0:
         if not args.quiet:
             print(final_line(summary, elapsed), file=sys.stderr)
         print(summary["run_dir"])

@@ -3,23 +3,23 @@
 A checkpoint of round ``r`` is written by every rank together (:func:`save_checkpoint` is a
 collective):
 
-1. rank ``k`` writes ``RUN/checkpoints/state-round{r}-rank{k}.pt`` (a temporary file in the
-   same folder, ``fsync``, rename, ``fsync`` of the folder): its algorithm state (the state
+1. rank ``k`` writes ``RUN/checkpoints/state-round{r}-rank{k}.pt``
+   (:func:`~gossip.runner.atomic.write_atomic`: a temporary file in the same folder, ``fsync``,
+   rename, ``fsync`` of the folder; the temporary file is removed when the disk is full): its
+   algorithm state (the state
    ``NamedTuple`` as plain tuples; compressor states are fields of it, e.g. ``ChocoState.C``),
    its communication counters, ``r``, the RNG states (Python, NumPy, torch), the loop's clocks,
    the metrics records so far, the world size and the run's id (:func:`config_hash`);
-2. a barrier: every rank's file of round ``r`` is durable;
-3. rank 0 writes ``RUN/checkpoints/manifest.json`` naming round ``r`` (atomically);
-4. a barrier, then every rank removes its files of other rounds.
+2. every rank learns whether every rank's file of round ``r`` is durable
+   (:func:`~gossip.runner.agree.raise_together`; a rank that failed to write makes every rank
+   raise its one-line :class:`~gossip.errors.OutputError`, the previous checkpoint intact);
+3. rank 0 writes ``RUN/checkpoints/manifest.json`` naming round ``r`` (atomically), and again
+   every rank learns whether that worked;
+4. every rank removes its files of other rounds.
 
 So at any instant the folder holds a complete checkpoint: until the manifest names ``r``, the
-files of the previous round are kept. :func:`resume_checkpoint` (also a collective) removes
-temporary files left by a crash, has every rank check its own files (readable, its rank and
-round, this world size, this run's id, the state's fields and shapes), and rank 0 picks the
-round: the manifest's when every rank's file of it is good, else the latest round every rank
-has a good file of, else none. Rank 0 broadcasts the decision, so every rank starts at the
-same round or every rank raises the same one-line :class:`CheckpointError` (no rank waits in a
-collective the others skip).
+files of the previous round are kept. :func:`read_checkpoint` loads and checks one file;
+:func:`gossip.runner.resume.resume_checkpoint` picks the round every rank resumes from.
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint holds only tensors, numbers,
 strings, ``torch.dtype`` and lists/tuples/dicts of them, so a crafted file cannot run code.
@@ -28,11 +28,10 @@ strings, ``torch.dtype`` and lists/tuples/dicts of them, so a crafted file canno
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import random
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,10 +42,12 @@ import torch
 from gossip.comm.base import CommStats, Communicator
 from gossip.config import Config
 from gossip.errors import ConfigError
+from gossip.runner.agree import attempt, raise_together
+from gossip.runner.atomic import cannot_write, write_atomic
 
-__all__ = ["RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path", "config_hash",
-           "read_checkpoint", "restore_rng", "restore_state", "resume_checkpoint",
-           "rng_state", "save_checkpoint"]
+__all__ = ["MANIFEST", "RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path",
+           "config_hash", "first_line", "own_files", "read_checkpoint", "restore_rng",
+           "restore_state", "rng_state", "save_checkpoint", "unlink_quietly", "write_manifest"]
 
 #: Keys a resumed run may change (everything else must match the saved config).
 #: ``out`` and ``name`` are where the run lives: the folder given to ``--resume`` decides them.
@@ -112,37 +113,25 @@ def restore_rng(state: dict[str, Any]) -> None:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """``write(f)`` into a temporary file next to ``path``, fsync, rename over ``path``, fsync
-    the folder; the temporary file is removed when writing fails."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _write_manifest(folder: Path, round_: int, world_size: int, run_id: str) -> None:
+def write_manifest(folder: Path, round_: int, world_size: int, run_id: str) -> None:
     manifest = {"round": round_, "world_size": world_size, "run_id": run_id,
                 "files": [f"state-round{round_}-rank{k}.pt" for k in range(world_size)]}
-    _write_atomic(folder / MANIFEST, lambda f: f.write(json.dumps(manifest).encode() + b"\n"))
+    write_atomic(folder / MANIFEST, json.dumps(manifest).encode() + b"\n")
 
 
-def _own_files(folder: Path, rank: int) -> dict[int, Path]:
+def _write_file(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise ``payload`` in memory, then write it atomically (a full disk is an OSError of
+    the write, which :func:`write_atomic` cleans up after, not an error inside torch)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cannot_write(path.parent, err, "create") from None
+    write_atomic(path, buffer.getvalue())
+
+
+def own_files(folder: Path, rank: int) -> dict[int, Path]:
     """Round -> this rank's checkpoint file in ``folder``."""
     found = {}
     for path in folder.glob(f"state-round*-rank{rank}.pt"):
@@ -167,7 +156,6 @@ def save_checkpoint(
     rank, size = comm.rank, comm.size
     path = checkpoint_path(run_dir, rank, rounds_done)
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "run_id": run_id,
@@ -181,15 +169,21 @@ def save_checkpoint(
         "rng": rng_state(),
         "metrics": _plain(list(metrics)),
     }
-    _write_atomic(path, lambda f: torch.save(payload, f))
-    comm.barrier()  # every rank's file of this round is durable
-    if rank == 0:
-        _write_manifest(folder, rounds_done, size, run_id)
-    comm.barrier()  # the manifest names this round: older files may go
-    for r, old in _own_files(folder, rank).items():
+    raise_together(comm, attempt(_write_file, path, payload))  # every rank's file is durable
+    raise_together(comm, attempt(write_manifest, folder, rounds_done, size, run_id)
+                   if rank == 0 else None)  # the manifest names this round: older files may go
+    for r, old in own_files(folder, rank).items():
         if r != rounds_done:
-            old.unlink(missing_ok=True)
+            unlink_quietly(old)
     return path
+
+
+def unlink_quietly(path: Path) -> None:
+    """Remove ``path``; an OSError (a folder turned read-only) is ignored."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a stale file of an older round: the manifest says which round counts
 
 
 def _plain(value: Any) -> Any:
@@ -213,7 +207,8 @@ def _plain(value: Any) -> Any:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (200 characters at most)."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
@@ -227,7 +222,7 @@ def _unpickler_detail(err: BaseException) -> str:
         rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
         if rest:
             return rest[0].split(" was not an allowed global")[0][:200]
-    return _first_line(err)
+    return first_line(err)
 
 
 _KEYS = {"format": int, "run_id": str, "rank": int, "world_size": int, "rounds_done": int,
@@ -287,7 +282,7 @@ def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_
         restore_rng(before)
     except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as err:
         raise CheckpointError(f"{where} has malformed counters or RNG states "
-                              f"({_first_line(err)})") from None
+                              f"({first_line(err)})") from None
     return data, state
 
 
@@ -321,128 +316,3 @@ def _like(template: Any, saved: Any, where: str) -> Any:
         raise CheckpointError(f"{where} is a {type(saved).__name__}, the algorithm has a "
                               f"{type(template).__name__}")
     return saved
-
-
-# -- resuming ------------------------------------------------------------------------------------
-
-
-def _remove_temporaries(folder: Path, rank: int) -> None:
-    """Temporary files of this rank's checkpoints (and rank 0: of the manifest) left by a
-    crash."""
-    patterns = [f".state-round*-rank{rank}.pt.tmp-*"] + ([f".{MANIFEST}.tmp-*"] if rank == 0
-                                                         else [])
-    for pattern in patterns:
-        for tmp in folder.glob(pattern):
-            tmp.unlink(missing_ok=True)
-
-
-def _check_own(folder: Path, rank: int, size: int, run_id: str, template: NamedTuple):
-    """``(report, loaded)``: round -> ``None`` (good) or what is wrong, for each of this rank's
-    files; ``loaded`` round -> ``(payload, state)`` of the good ones."""
-    report: dict[int, str | None] = {}
-    loaded: dict[int, tuple[dict, NamedTuple]] = {}
-    try:
-        _remove_temporaries(folder, rank)
-        files = _own_files(folder, rank)
-    except OSError as err:
-        return {-1: f"cannot read {str(folder)!r}: {_first_line(err)}"}, loaded
-    for r, path in sorted(files.items()):
-        try:
-            loaded[r] = read_checkpoint(path, rank=rank, round_=r, world_size=size,
-                                        run_id=run_id, template=template)
-            report[r] = None
-        except CheckpointError as err:
-            report[r] = str(err)
-        except OSError as err:
-            report[r] = f"cannot read checkpoint {str(path)!r}: {_first_line(err)}"
-    return report, loaded
-
-
-def _read_manifest(folder: Path, size: int, run_id: str) -> tuple[int | None, str | None]:
-    """``(round, None)`` from the manifest, or ``(None, why not)``."""
-    path = folder / MANIFEST
-    where = f"manifest {str(path)!r}"
-    try:
-        manifest = json.loads(path.read_text())
-        round_ = manifest["round"]
-        if not isinstance(round_, int):
-            raise ValueError("round is not an integer")
-    except FileNotFoundError:
-        return None, f"no {where}"
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return None, f"{where} is damaged ({_first_line(err)})"
-    if manifest.get("run_id") != run_id:
-        return None, f"{where} belongs to another run"
-    if manifest.get("world_size") != size:
-        n = manifest.get("world_size")
-        return None, (f"{where}: the checkpoint was written by {n} processes, this run has "
-                      f"{size}; resume with mpiexec -n {n}")
-    return round_, None
-
-
-def _decide(folder: Path, reports: list[dict[int, str | None]], size: int, run_id: str):
-    """Rank 0's choice: ``("ok", round, note or None)`` or ``("error", message)``."""
-    manifest_round, manifest_problem = _read_manifest(folder, size, run_id)
-    rounds = sorted({r for rep in reports for r in rep if r >= 0})
-    complete = [r for r in rounds if all(rep.get(r, "missing") is None for rep in reports)]
-
-    def why(r: int) -> str:
-        for k, rep in enumerate(reports):
-            if -1 in rep:
-                return rep[-1]
-            if rep.get(r, "missing") is not None:
-                return rep[r] if r in rep else (
-                    f"rank {k} has no file {checkpoint_path(folder.parent, k, r).name}")
-        return ""
-
-    if manifest_round is not None and manifest_round in complete:
-        return ("ok", manifest_round, None)
-    if manifest_round is not None:
-        gap = f"the manifest's round {manifest_round} is incomplete: {why(manifest_round)}"
-    else:
-        gap = manifest_problem
-    if complete:
-        return ("ok", complete[-1], f"resuming from round {complete[-1]} ({gap})")
-    if not rounds:
-        old = " (its state-rank*.pt files are of an older version, which this one does not " \
-              "read)" if any(folder.glob("state-rank*.pt")) else ""
-        return ("error", f"cannot resume: no checkpoint in {str(folder)!r} ({gap}){old}")
-    return ("error", f"cannot resume: no complete checkpoint in {str(folder)!r}: "
-                     f"{why(manifest_round if manifest_round is not None else rounds[-1])}")
-
-
-def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
-                      template: NamedTuple) -> tuple[dict[str, Any], NamedTuple]:
-    """The checkpoint every rank resumes from (collective; see the module docstring).
-
-    Returns this rank's ``(payload, state)`` of the chosen round; rank 0 prints one line on
-    stderr when that is not the manifest's round. Files of other rounds are removed and the
-    manifest names the chosen round.
-
-    Raises
-    ------
-    CheckpointError
-        On every rank, with the same one line, when no round has a good file on every rank.
-    """
-    folder = Path(run_dir) / "checkpoints"
-    rank, size = comm.rank, comm.size
-    report, loaded = _check_own(folder, rank, size, run_id, template)
-    if size > 1:
-        reports = [comm.broadcast_object(report if rank == k else None, root=k)
-                   for k in range(size)]
-    else:
-        reports = [report]
-    decision = _decide(folder, reports, size, run_id) if rank == 0 else None
-    if size > 1:
-        decision = comm.broadcast_object(decision, root=0)
-    if decision[0] == "error":
-        raise CheckpointError(decision[1])
-    _, round_, note = decision
-    if rank == 0 and note:
-        print(f"gossip: {note}", file=sys.stderr, flush=True)
-    for r, path in _own_files(folder, rank).items():
-        if r != round_:
-            path.unlink(missing_ok=True)
-    if rank == 0 and note:
-        _write_manifest(folder, round_, size, run_id)
-    return loaded[round_]

@@ -38,11 +38,13 @@ from gossip.comm.device import local_rank, pick_device
 from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, GossipError
 from gossip.faults import with_crashes, with_faults
-from gossip.runner.checkpoint import config_hash, restore_rng, resume_checkpoint, save_checkpoint
+from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
-from gossip.runner.rundir import default_name, new_run_dir, versions
+from gossip.runner.lock import RunLock
+from gossip.runner.resume import resume_checkpoint
+from gossip.runner.rundir import default_name, new_run_dir, versions, write_text
 from gossip.sim_time import make_clock
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
@@ -92,17 +94,18 @@ class Progress:
 
 
 def on_rank0(comm: Communicator, fn):
-    """Run ``fn`` on rank 0 only; its result, or its ConfigError, reaches every rank."""
+    """Run ``fn`` on rank 0 only; its result, or its GossipError (ConfigError, OutputError:
+    the same type and line), reaches every rank."""
     result: tuple[str, Any] = ("ok", None)
     if comm.rank == 0:
         try:
             result = ("ok", fn())
-        except ConfigError as err:
-            result = ("error", str(err))
+        except GossipError as err:
+            result = ("error", err)
     if comm.size > 1:
         result = comm.broadcast_object(result, root=0)
     if result[0] == "error":
-        raise ConfigError(result[1])
+        raise result[1]
     return result[1]
 
 
@@ -149,6 +152,10 @@ class Experiment:
         The run folder, once :meth:`begin` or :meth:`restore` has been called.
     clock : SimClock or None
         The ``[time]`` model (:mod:`gossip.sim_time`); None without one.
+    lock : RunLock or None
+        Rank 0's lock on the run folder (:mod:`gossip.runner.lock`), until :meth:`release`.
+    last_checkpoint : int or None
+        The round of the last complete checkpoint in the run folder (None: none yet).
     """
 
     config: Config
@@ -163,6 +170,8 @@ class Experiment:
     state: NamedTuple
     run_dir: Path | None = None
     clock: Any = None
+    lock: RunLock | None = None
+    last_checkpoint: int | None = None
 
     @classmethod
     def build(cls, config: Config, comm: Communicator | None = None) -> Experiment:
@@ -209,27 +218,38 @@ class Experiment:
     # -- the run folder ------------------------------------------------------------------------
 
     def begin(self) -> Progress:
-        """A new run: rank 0 names and creates the run folder (``out/name``) and writes
-        ``config.toml``; the byte counters start from zero."""
+        """A new run: rank 0 creates the run folder (``out/name``; a default name gets a
+        ``-2``, ``-3`` ... suffix when taken), locks it and writes ``config.toml``; the byte
+        counters start from zero."""
         comm, config = self.comm, self.config
-        name = config["name"] or default_name(
-            config["algorithm"]["name"], config["topology"]["name"]
-        )
-        self.config = config.replace(name=on_rank0(comm, lambda: name))
-        self.run_dir = on_rank0(comm, lambda: new_run_dir(self.config["out"],
-                                                          self.config["name"]))
-        if comm.rank == 0:
-            (self.run_dir / "config.toml").write_text(self.config.to_toml())
+        given = config["name"]
+
+        def make() -> str:
+            name = given or default_name(config["algorithm"]["name"],
+                                         config["topology"]["name"])
+            path = new_run_dir(config["out"], name, unique=given is None)
+            self.lock = RunLock(path)
+            write_text(path / "config.toml", config.replace(name=path.name).to_toml())
+            return path.name
+
+        self.config = config.replace(name=on_rank0(comm, make))
+        self.run_dir = Path(config["out"]) / self.config["name"]
         comm.stats = CommStats()  # a communicator reused across runs counts each run afresh
         return Progress()
 
     def restore(self, run_dir: str | Path) -> Progress:
         """Continue the run in ``run_dir`` from its last complete checkpoint (every rank at the
-        same round, :func:`~gossip.runner.checkpoint.resume_checkpoint`): state, byte counters
-        and RNG states as saved; rank 0 rewrites ``config.toml`` (``rounds`` etc. may have
-        changed). ConfigError when ``rounds`` is below the rounds done."""
+        same round, :func:`~gossip.runner.resume.resume_checkpoint`): state, byte counters
+        and RNG states as saved; rank 0 locks the folder first and rewrites ``config.toml``
+        (``rounds`` etc. may have changed). ConfigError when ``rounds`` is below the rounds
+        done or another process holds the folder."""
         comm = self.comm
         self.run_dir = Path(run_dir)
+
+        def lock() -> None:
+            self.lock = RunLock(self.run_dir)
+
+        on_rank0(comm, lock)
         ckpt, self.state = resume_checkpoint(self.run_dir, comm, config_hash(self.config),
                                              self.state)
         done, rounds = ckpt["rounds_done"], self.config["rounds"]
@@ -240,8 +260,8 @@ class Experiment:
             )
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])
-        if comm.rank == 0:
-            (self.run_dir / "config.toml").write_text(self.config.to_toml())
+        self.last_checkpoint = done
+        on_rank0(comm, lambda: write_text(self.run_dir / "config.toml", self.config.to_toml()))
         return Progress(ckpt["rounds_done"], ckpt["metrics"], ckpt["clocks"])
 
     def checkpoint(self, progress: Progress) -> None:
@@ -251,6 +271,13 @@ class Experiment:
             self.run_dir, self.comm, rounds_done=progress.rounds_done, state=self.state,
             clocks=progress.clocks, metrics=progress.records, run_id=config_hash(self.config),
         )
+        self.last_checkpoint = progress.rounds_done
+
+    def release(self) -> None:
+        """Drop the run folder's lock (rank 0; nothing elsewhere)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # -- summary.json --------------------------------------------------------------------------
 

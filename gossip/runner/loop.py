@@ -9,7 +9,8 @@ Round ``t`` (``t = 0 .. rounds-1``) is one call ``state, losses = alg.round(stat
 with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every`` rounds and
 after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
 appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
-``checkpoint_every`` rounds and at the end (by every rank together); ``run(...,
+``checkpoint_every`` rounds (default: at every evaluation), at the end and when SIGINT/SIGTERM
+stops the run (:mod:`gossip.runner.interrupt`), by every rank together; ``run(...,
 resume=RUN_DIR)`` continues from the last complete one and produces the same records an
 uninterrupted run does (up to the clocks), because every random draw depends on
 ``(seed, node, step)`` or ``(seed, round)`` only.
@@ -27,9 +28,11 @@ import torch
 
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, GossipError
+from gossip.runner.agree import attempt, raise_together
 from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
+from gossip.runner.interrupt import RunInterrupted, StopSignals, agreed_signal, stopped_line
 from gossip.runner.records import consensus_distance, make_record
 from gossip.runner.rundir import MetricsWriter, write_json
 
@@ -86,26 +89,47 @@ def run(
     Raises
     ------
     ConfigError
-        Bad configuration (the same on every rank), resume mismatch,
-        :class:`TrainingDiverged` when the loss becomes NaN/inf.
+        Bad configuration (the same on every rank), resume mismatch, a run folder another
+        process holds (:mod:`gossip.runner.lock`), :class:`TrainingDiverged` when the loss
+        becomes NaN/inf.
+    OutputError
+        A file of the run cannot be written (the same on every rank).
+    RunInterrupted
+        SIGINT or SIGTERM (:mod:`gossip.runner.interrupt`); the run folder can be resumed.
     """
     if resume is not None:
         config = _resume_config(Path(resume), config)
     if config is None:
         raise ConfigError("run() needs a config or resume=RUN_DIR")
-    exp = Experiment.build(config, comm)
+    with StopSignals() as stop:
+        exp = Experiment.build(config, comm)
+        try:
+            return _run(exp, stop, quiet, resume)
+        finally:
+            exp.release()
+
+
+def _run(exp: Experiment, stop: StopSignals, quiet: bool, resume) -> dict[str, Any]:
     progress = exp.begin() if resume is None else exp.restore(resume)
-    writer = MetricsWriter(exp.run_dir / "metrics.jsonl", progress.records) \
-        if exp.comm.rank == 0 else None
-    loop = _Loop(exp, progress, writer)
+    comm = exp.comm
+    stop.describe = lambda signum: stopped_line(signum, exp.run_dir, exp.last_checkpoint,
+                                                comm.size)
+    writer, error = None, None
+    if comm.rank == 0:
+        try:
+            writer = MetricsWriter(exp.run_dir / "metrics.jsonl", progress.records)
+        except GossipError as err:
+            error = err
+    raise_together(comm, error)
+    loop = _Loop(exp, progress, writer, stop)
     try:
         status = loop.go(quiet)
     finally:
         if writer is not None:
             writer.close()
     summary = exp.summary(progress, status)
-    if exp.comm.rank == 0:
-        write_json(exp.run_dir / "summary.json", summary)
+    raise_together(comm, attempt(write_json, exp.run_dir / "summary.json", summary)
+                   if comm.rank == 0 else None)
     if status == "diverged":
         raise TrainingDiverged(loop.diverged_message)
     return summary
@@ -114,15 +138,17 @@ def run(
 class _Loop:
     """The rounds of one run: clocks, records and checkpoints go into ``progress``."""
 
-    def __init__(self, exp: Experiment, progress: Progress, writer: MetricsWriter | None):
-        self.exp, self.progress, self.writer = exp, progress, writer
+    def __init__(self, exp: Experiment, progress: Progress, writer: MetricsWriter | None,
+                 stop: StopSignals):
+        self.exp, self.progress, self.writer, self.stop = exp, progress, writer, stop
         self.diverged_message = ""
 
     def go(self, quiet: bool) -> str:
         """Rounds ``progress.rounds_done .. rounds - 1``; ``"finished"`` or ``"diverged"``."""
         exp, progress = self.exp, self.progress
         cfg, comm, timed, clocks = exp.config, exp.comm, exp.timed, progress.clocks
-        rounds, every, ckpt_every = cfg["rounds"], cfg["eval_every"], cfg["checkpoint_every"]
+        rounds, every = cfg["rounds"], cfg["eval_every"]
+        ckpt_every = every if cfg["checkpoint_every"] is None else cfg["checkpoint_every"]
         start = progress.rounds_done
         bar = None
         if not quiet and comm.rank == 0:
@@ -130,6 +156,7 @@ class _Loop:
 
             bar = tqdm(total=rounds, initial=start, file=sys.stderr, desc="rounds",
                        dynamic_ncols=True)
+        self.stop.armed = True
         try:
             for t in range(start, rounds):
                 comm_before = timed.seconds
@@ -144,29 +171,41 @@ class _Loop:
                 clocks["wall"] += elapsed
                 clocks["comm"] += spent
                 clocks["compute"] += elapsed - spent
-                loss = float(comm.allreduce_sum(
-                    losses.detach().to(torch.float64).sum().reshape(1))[0]) / comm.n
+                # the loss sum and the stop flags (interrupt.py) in one allreduce
+                local = losses.detach().to(torch.float64).sum().reshape(1)
+                flags = torch.tensor(self.stop.flags(), dtype=torch.float64, device=local.device)
+                summed = comm.allreduce_sum(torch.cat([local, flags]))
+                loss = float(summed[0]) / comm.n
+                signum = agreed_signal(summed[1:].tolist())
                 if not math.isfinite(loss):
-                    lr = cfg["algorithm"]["lr"]
-                    self.diverged_message = (
-                        f"training diverged at round {t} (train_loss={loss}); the last good "
-                        f"checkpoint is kept in {exp.run_dir / 'checkpoints'}; try a smaller "
-                        f"algorithm.lr (now {lr})"
-                    )
+                    self.diverged_message = self._diverged(t, loss)
                     progress.rounds_done = t
                     return "diverged"
                 progress.rounds_done = done = t + 1
                 if done % every == 0 or done == rounds:
                     self._record(t, loss, bar)
-                if (ckpt_every and done % ckpt_every == 0) or done == rounds:
+                saved = (ckpt_every and done % ckpt_every == 0) or done == rounds
+                if saved or signum:
                     exp.checkpoint(progress)
+                if signum and done < rounds:
+                    raise RunInterrupted(signum, stopped_line(
+                        signum, exp.run_dir, exp.last_checkpoint, comm.size, at=done), True)
                 if bar is not None:
                     bar.update(1)
         finally:
+            self.stop.armed = False
             if bar is not None:
                 bar.close()
         progress.rounds_done = rounds
         return "finished"
+
+    def _diverged(self, t: int, loss: float) -> str:
+        exp = self.exp
+        last = exp.last_checkpoint
+        kept = (f"the last checkpoint, of round {last}, is in {exp.run_dir / 'checkpoints'}"
+                if last is not None else f"no checkpoint was written in {exp.run_dir}")
+        return (f"training diverged at round {t} (train_loss={loss}); {kept}; try a smaller "
+                f"algorithm.lr (now {exp.config['algorithm']['lr']})")
 
     def _record(self, t: int, loss: float, bar) -> None:
         exp, clocks = self.exp, self.progress.clocks
@@ -182,8 +221,8 @@ class _Loop:
             sim_time=clocks.get("sim") if exp.clock is not None else None,
         )
         self.progress.records.append(record)
-        if self.writer is not None:
-            self.writer.append(record)
+        raise_together(comm, attempt(self.writer.append, record)
+                       if self.writer is not None else None)
         if bar is not None:
             shown = {k: v for k, v in record.items() if k in _SHOWN and isinstance(v, float)}
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)

@@ -14,35 +14,33 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
-
-import torch
 
 from gossip.cli.train import main
 from gossip.runner import checkpoint
+from gossip.runner.atomic import temp_path
 
 
-def dying_save(rank: int, round_: int):
-    save = torch.save
+def dying_write(rank: int, round_: int):
+    write = checkpoint._write_file
 
-    def write(payload, f):
-        if not isinstance(payload, dict) or (payload.get("rank"), payload.get("rounds_done")) != (
-                rank, round_):
-            return save(payload, f)
-        folder = Path(f.name).parent
-        others = [checkpoint.checkpoint_path(folder.parent, k, round_)
+    def dying(path, payload):
+        if (payload["rank"], payload["rounds_done"]) != (rank, round_):
+            return write(path, payload)
+        others = [checkpoint.checkpoint_path(path.parent.parent, k, round_)
                   for k in range(payload["world_size"]) if k != rank]
         deadline = time.monotonic() + 60
         while not all(p.is_file() for p in others) and time.monotonic() < deadline:
             time.sleep(0.01)
-        f.write(b"\x50\x4b\x03\x04 half a checkpoint")
-        f.flush()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temp_path(path), "wb") as f:
+            f.write(b"\x50\x4b\x03\x04 half a checkpoint")
+            f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    return write
+    return dying
 
 
 if __name__ == "__main__":
     die_rank, die_round = map(int, os.environ["GOSSIP_TEST_DIE"].split(":"))
-    torch.save = dying_save(die_rank, die_round)
+    checkpoint._write_file = dying_write(die_rank, die_round)
     sys.exit(main(sys.argv[1:]))

@@ -30,7 +30,7 @@ def test_run_folder_and_metric_keys(tmp_path):
     folder = tmp_path / "r"
     assert summary["run_dir"] == str(folder)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoints", "config.toml", "metrics.jsonl", "summary.json"
+        ".lock", "checkpoints", "config.toml", "metrics.jsonl", "summary.json"
     ]
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "manifest.json", "state-round7-rank0.pt"]
