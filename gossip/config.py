@@ -1,7 +1,8 @@
 """Run configuration: one TOML file, dotted ``--set`` overrides, every key validated.
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
-``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]`` and ``[model]``.
+``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]`` and
+``[attack]`` (:mod:`gossip.attacks`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -100,7 +101,7 @@ LR_OPTIONS: list[Option] = [
     Option("lr_min", float, 0.0, "cosine: final step size", check=non_negative),
 ]
 
-SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model")
+SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "attack")
 #: Sections whose keys are folded into ``[problem]`` (their ``name`` becomes this key).
 PASS_THROUGH = {"data": "dataset", "model": "model"}
 
@@ -112,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "compression": {"name": "none"},
     "data": {},
     "model": {},
+    "attack": {"name": "none"},
 }
 
 
@@ -267,6 +269,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["algorithm"] = _algorithm(sections["algorithm"])
     out["problem"], out["data"], out["model"] = _problem(sections)
     out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
+    out["attack"] = _named("attack", sections["attack"], _reg_attack_options)
     _check_combinations(out)
     return Config(out)
 
@@ -371,6 +374,11 @@ def describe_keys() -> str:
     names = _reg_compressor_names()
     lines += ["", "[compression]", f"  compression.name: one of {names} (default 'none')"]
     lines += [_line(f"compression.{o.name}", o) for o in _reg_compressor_options("none")]
+    lines += ["", "[attack] (gossip.attacks)"]
+    for name in _reg_attack_names():
+        lines += [f"  attack.name = {name!r}:"]
+        opts = _reg_attack_options(name)
+        lines += [_line(f"  attack.{o.name}", o) for o in opts] or ["    (no options)"]
     lines += ["", "[data], [model]: their keys are [problem] keys ([data] name = problem.dataset,",
               "  [model] name = problem.model), e.g. --set data.partition=iid"]
     return "\n".join(lines)
@@ -416,3 +424,15 @@ def _reg_compressor_options(name: str) -> list[Option]:
         raise unknown_name("compression", name, COMPRESSORS.names())
     return [o for o in section_options() if o.name != "name"]
 
+
+
+def _reg_attack_names() -> list[str]:
+    from gossip.attacks import ATTACKS
+
+    return ATTACKS.names()
+
+
+def _reg_attack_options(name: str) -> list[Option]:
+    from gossip.attacks import ATTACKS
+
+    return ATTACKS.options(name)

@@ -8,7 +8,8 @@ reported here as a one-line ConfigError, the same on every rank):
 - the torch threads (:func:`gossip.runner.launch_env.torch_threads`), the seed and the device;
 - the graph and the schedule ``W(t)`` (:func:`gossip.topology_config.build_topology`);
 - the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
-- the problem, the algorithm, its :class:`~gossip.algorithms.Context` and the state
+- the problem, the algorithm, its :class:`~gossip.algorithms.Context`, the ``[attack]``
+  (:func:`gossip.attacks.build_attack`: its channel becomes the communicator's) and the state
   ``alg.init(ctx)``.
 
 :func:`gossip.runner.loop.run` then reads::
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 import torch
 
 from gossip.comm.base import CommStats, Communicator
+from gossip.comm.channel import IDENTITY
 from gossip.comm.device import local_rank, pick_device
 from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
@@ -119,6 +121,14 @@ def _network(config: Config):
     return graph, schedule, None if name == "none" else compressor  # None: no compression
 
 
+def _attack(config: Config, problem, alg, compressor):
+    """The run's :class:`~gossip.attacks.Attack` (``None`` for ``attack.name = "none"``)."""
+    from gossip.attacks import build_attack
+
+    return build_attack(config["attack"], config["nodes"], config["seed"], problem, alg,
+                        compressor is not None)
+
+
 def check_builds(config: Config) -> None:
     """Build the graph, schedule and compressor of ``config`` and drop them (ConfigError
     naming the key when one cannot be built). Not part of a run: ``gossip sweep`` calls it for
@@ -145,6 +155,8 @@ class Experiment:
         The algorithm's current state (the loop replaces it every round).
     run_dir : Path or None
         The run folder, once :meth:`begin` or :meth:`restore` has been called.
+    attack : gossip.attacks.Attack or None
+        The ``[attack]`` of the run (its channel is the communicator's), ``None`` for none.
     """
 
     config: Config
@@ -158,6 +170,7 @@ class Experiment:
     ctx: Any
     state: NamedTuple
     run_dir: Path | None = None
+    attack: Any = None
 
     @classmethod
     def build(cls, config: Config, comm: Communicator | None = None) -> Experiment:
@@ -186,6 +199,11 @@ class Experiment:
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
         ctx = Context(timed, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
                       seed=config["seed"], compressor=compressor)
+        attack = _attack(config, problem, alg, compressor)
+        if attack is not None and attack.channel is not None:
+            comm.channel = attack.channel
+        elif getattr(comm.channel, "is_byzantine", False):  # a reused communicator
+            comm.channel = IDENTITY
         try:
             state = alg.init(ctx)
         except TopologyError as err:
@@ -193,7 +211,8 @@ class Experiment:
                 f"algorithm.name={alg_cfg['name']!r} on topology.name="
                 f"{config['topology']['name']!r}: {err}"
             ) from None
-        return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state)
+        return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state,
+                   attack=attack)
 
     # -- the run folder ------------------------------------------------------------------------
 
@@ -265,6 +284,8 @@ class Experiment:
             "topology": self._topology_summary(),
             "versions": versions(),
         }
+        if self.attack is not None:
+            summary["attack"] = self.attack.describe()
         if self.compressor is not None:
             from gossip.compression import describe_compression
 
