@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from gossip.attacks import pick_byzantine
 from gossip.config import load_config
@@ -131,3 +132,22 @@ def test_attack_configuration_errors(tmp_path):
     with pytest.raises(ConfigError, match="algorithm.aggregator_options.f must be >= 0"):
         _run(tmp_path, "e4", "algorithm.name=fedavg", "algorithm.aggregator=krum",
              "algorithm.aggregator_options={f = -1}")
+
+
+def test_label_flip_flips_the_byzantine_nodes_labels_only():
+    from gossip.problems.registry import make_problem as mk
+    from gossip.runner.experiment import Experiment
+
+    sets = ["problem.name=classification", "data.name=synthetic", "data.partition=iid",
+            "problem.batch_size=8", "problem.hidden=[16]", "nodes=6",
+            "algorithm.name=allreduce", "attack.name=label_flip", "attack.nodes=[0, 4]"]
+    exp = Experiment.build(load_config(None, sets))
+    clean = mk("classification", {"dataset": "synthetic", "partition": "iid", "batch_size": 8,
+                                  "hidden": [16]}, n=6, seed=0)
+    y, y0 = exp.problem.train_y, clean.train_y
+    for i, part in enumerate(clean.parts):
+        want = 9 - y0[part] if i in (0, 4) else y0[part]
+        assert torch.equal(y[part], want), i
+    assert exp.comm.channel.is_identity  # the labels, not the messages
+    assert exp.attack.describe()["byzantine"] == [0, 4]
+    assert exp.problem.honest.tolist() == [1, 2, 3, 5]
