@@ -47,6 +47,7 @@ from gossip.algorithms.dsgd import momentum_option
 from gossip.algorithms.local import sgd_steps
 from gossip.attacks import inform_adversary
 from gossip.comm.channel import Delivery
+from gossip.errors import ConfigError
 from gossip.options import at_least, non_negative
 from gossip.registry import option
 
@@ -131,14 +132,22 @@ class ClippedGossip(_RobustGossip):
         momentum: float = momentum_option()
         radius: float = option(0.0, "clipping radius tau (0: adaptive, the clip_count+1-th "
                                "largest neighbour distance)", check=non_negative)
-        clip_count: int = option(1, "adaptive radius: neighbours clipped", check=at_least(0))
+        clip_count: int | None = option(None, "adaptive radius: neighbours clipped "
+                                        "(default 1)", check=at_least(0))
+
+        def __post_init__(self) -> None:
+            if self.radius > 0 and self.clip_count is not None:
+                raise ConfigError(f"algorithm.clip_count={self.clip_count} has no effect with "
+                                  f"a fixed algorithm.radius={self.radius}; give one of them")
 
     def combine(self, x: torch.Tensor, w: np.ndarray, R: torch.Tensor) -> torch.Tensor:
         if len(w) == 0:
             return x
         Z = R - x
         dist = Z.norm(dim=1)
-        tau = self.cfg.radius if self.cfg.radius > 0 else clip_radius(dist, self.cfg.clip_count)
+        o = self.cfg
+        count = 1 if o.clip_count is None else o.clip_count
+        tau = o.radius if o.radius > 0 else clip_radius(dist, count)
         scale = torch.where(dist > tau, tau / dist.clamp_min(1e-300), torch.ones_like(dist))
         weights = torch.as_tensor(w, dtype=x.dtype, device=x.device) * scale.to(x.dtype)
         return x + weights @ Z

@@ -56,3 +56,11 @@ def test_honest_nodes_survive_byzantine_neighbours_on_a_torus(tmp_path):
     assert dsgd["distance_to_optimum"] > 500
     assert clipped["distance_to_optimum"] < 0.3
     assert robust["distance_to_optimum"] < 0.8
+
+
+def test_a_fixed_radius_refuses_clip_count(tmp_path):
+    from gossip.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="algorithm.clip_count=2 has no effect with a fixed"):
+        _final(tmp_path, "x", "algorithm.name=clipped_gossip", "algorithm.radius=1.0",
+               "algorithm.clip_count=2", rounds=1)
