@@ -151,3 +151,21 @@ def test_label_flip_flips_the_byzantine_nodes_labels_only():
     assert exp.comm.channel.is_identity  # the labels, not the messages
     assert exp.attack.describe()["byzantine"] == [0, 4]
     assert exp.problem.honest.tolist() == [1, 2, 3, 5]
+
+
+@pytest.mark.parametrize("alg,extra", [
+    ("fedavg", ["algorithm.aggregator=cclip", "algorithm.worker_momentum=0.9",
+                "algorithm.client_fraction=0.5", "attack.name=alie", "attack.nodes=2"]),
+    ("clipped_gossip", ["attack.name=gaussian", "attack.nodes=1", "problem.sigma=0.3"]),
+])
+def test_resume_equals_uninterrupted(tmp_path, alg, extra):
+    # the server's center and the workers' momenta are in the checkpoint
+    sets = [f"algorithm.name={alg}", *extra, "checkpoint_every=5", "eval_every=5"]
+    full, _ = _run(tmp_path, "full", *sets, rounds=10)
+    _run(tmp_path, "cut", *sets, rounds=5)
+    cfg = load_config(None, [*BASE, "rounds=10", *sets, f"out='{tmp_path}'", "name=cut"])
+    run(cfg, resume=tmp_path / "cut", quiet=True)
+    skip = ("wall_time", "compute_time", "comm_time")
+    strip = [{k: v for k, v in r.items() if k not in skip} for r in full]
+    cut = [{k: v for k, v in r.items() if k not in skip} for r in read_metrics(tmp_path / "cut")]
+    assert cut == strip
