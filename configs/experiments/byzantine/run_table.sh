@@ -15,4 +15,7 @@ for part in iid dirichlet; do
   run $part-alie-cm-wm $P --set algorithm.aggregator=cm --set algorithm.worker_momentum=0.9
   run $part-alie-cclip-wm $P --set algorithm.aggregator=cclip --set algorithm.worker_momentum=0.9
   run $part-alie-krum-wm $P --set algorithm.aggregator=krum --set "algorithm.aggregator_options={f = 3}" --set algorithm.worker_momentum=0.9
+  G="--set data.partition=$part --set attack.name=gaussian --set attack.nodes=3"
+  run $part-gaussian-mean $G --set algorithm.aggregator=mean
+  run $part-gaussian-cm $G --set algorithm.aggregator=cm
 done
