@@ -425,7 +425,6 @@ def _reg_compressor_options(name: str) -> list[Option]:
     return [o for o in section_options() if o.name != "name"]
 
 
-
 def _reg_attack_names() -> list[str]:
     from gossip.attacks import ATTACKS
 
