@@ -90,6 +90,8 @@ for _name, _opts in (("none", NoOptions), ("sign_flip", SignFlipOptions),
 
 #: Attacks that need the honest rows' statistics (:func:`inform_adversary`).
 OMNISCIENT = ("ipm", "alie")
+#: Algorithms whose public copies a replaced message would desynchronise.
+KEEPS_PUBLIC_COPIES = ("choco", "beer")
 
 
 def alie_z(k: int, f: int) -> float:
@@ -217,6 +219,11 @@ def build_attack(section: dict, n: int, seed: int, problem, algorithm, compresse
     byz = pick_byzantine(opts.nodes, n, seed)
     honest = np.setdiff1d(np.arange(n), byz)
     alg = type(algorithm).__name__
+    if getattr(algorithm, "name", None) in KEEPS_PUBLIC_COPIES and name != "label_flip":
+        raise ConfigError(f"attack.name={name!r} cannot run with algorithm.name="
+                          f"{algorithm.name!r}: every holder of a public copy must update it "
+                          "alike, so a replaced message stops the run (gossip.algorithms."
+                          "public_copies); use label_flip or another algorithm")
     if name in OMNISCIENT:
         if not getattr(algorithm, "INFORMS_ADVERSARY", False):
             raise ConfigError(f"attack.name={name!r} needs an algorithm that informs the "

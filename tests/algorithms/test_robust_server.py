@@ -125,6 +125,9 @@ def test_attack_configuration_errors(tmp_path):
     with pytest.raises(ConfigError, match="attack.nodes=8 must be in"):
         _run(tmp_path, "e3", "algorithm.name=allreduce", "attack.name=sign_flip",
              "attack.nodes=8")
+    with pytest.raises(ConfigError, match="cannot run with algorithm.name='choco'"):
+        _run(tmp_path, "e5", "algorithm.name=choco", "attack.name=gaussian",
+             "compression.name=topk", "compression.ratio=0.5")
     with pytest.raises(ConfigError, match="unknown key attack.nodes"):
         load_config(None, ["attack.nodes=2"])
     with pytest.raises(ConfigError, match=r"aggregator must be one of \[cclip, cm, krum"):
