@@ -102,7 +102,7 @@ class AllReduce(Algorithm):
         E, C, R = state.E, state.C, state.R
         if R:
             row = G.shape[1] * G.element_size()
-            g_bar, R = robust_aggregate(self.cfg, G, R, comm, row, None, t)
+            g_bar, R = robust_aggregate(self.cfg, G, R, comm, row, None, t, seed=ctx.seed)
             g_bar = comm.broadcast(g_bar)
         elif ctx.compressor is None:
             g_bar = comm.allreduce_mean(G)

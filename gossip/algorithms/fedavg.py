@@ -135,7 +135,7 @@ class FedAvg(Algorithm):
             row = ctx.compressor.payload_row_bytes(d, ctx.problem.layout, x_server.dtype)
         R = state.R
         if R:
-            delta, R = robust_aggregate(o, deltas, R, comm, row, sampled, t, mask)
+            delta, R = robust_aggregate(o, deltas, R, comm, row, sampled, t, mask, ctx.seed)
         else:
             delta, _ = aggregate_round(deltas, sampled, comm, row, t)
         V = o.server_momentum * state.V + delta

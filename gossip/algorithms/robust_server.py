@@ -9,7 +9,10 @@ Optimization", Algorithm 1)::
 
     m_i <- (1 - beta) u_i + beta m_i,        w <- w - gamma agg({m_i})
 
-(a fedavg client updates ``m_i`` only in the rounds it is sampled). The lecture's point: a
+(a fedavg client updates ``m_i`` only in the rounds it is sampled). With
+``algorithm.bucketing = s`` the rule sees the means of random buckets of ``s`` rows
+(:func:`buckets`), the fix for heterogeneous data of Karimireddy, He, Jaggi 2022. The lecture's
+point: a
 robust rule on gradients alone is beaten by time-coupled attacks ("A Little Is Enough",
 Baruch et al. 2019); on momenta, whose honest spread is ``(1 - beta)`` smaller, it is not.
 
@@ -30,9 +33,11 @@ import torch
 
 from gossip.aggregators import AGGREGATORS, make_aggregator
 from gossip.attacks import inform_adversary
+from gossip.errors import ConfigError
+from gossip.options import non_negative
 from gossip.registry import option
 
-__all__ = ["RobustServerOptions", "init_robust", "is_robust", "robust_aggregate"]
+__all__ = ["RobustServerOptions", "buckets", "init_robust", "is_robust", "robust_aggregate"]
 
 
 def _beta(v: float) -> str | None:
@@ -48,9 +53,14 @@ class RobustServerOptions:
     aggregator_options: dict = option({}, "options of the aggregator, e.g. {f = 3} for krum")
     worker_momentum: float = option(0.0, "beta of the momentum m_i = (1 - beta) u_i + beta m_i "
                                     "the workers send instead of u_i", check=_beta)
+    bucketing: int = option(0, "bucket size s: the rule sees the means of s randomly grouped "
+                            "rows (0: off)", check=non_negative)
 
     def __post_init__(self) -> None:
         AGGREGATORS.config(self.aggregator, self.aggregator_options)
+        if self.bucketing and self.aggregator == "mean":
+            raise ConfigError(f"algorithm.bucketing={self.bucketing} has no effect with "
+                              "algorithm.aggregator='mean'")
 
 
 def is_robust(cfg: RobustServerOptions, comm) -> bool:
@@ -68,12 +78,24 @@ def init_robust(cfg: RobustServerOptions, X0: torch.Tensor, comm) -> tuple:
     return (torch.zeros_like(X0), X0.new_zeros(X0.shape[1:]))
 
 
+def buckets(rows: torch.Tensor, s: int, seed: int, t: int) -> torch.Tensor:
+    """Bucketing (Karimireddy, He, Jaggi 2022, "Byzantine-Robust Learning on Heterogeneous
+    Datasets via Bucketing", Algorithm 1): the ``k`` rows in a random order (seeded by
+    ``(seed, t)``, the same on every process), cut into ``ceil(k / s)`` buckets of ``s``
+    consecutive rows (the last one may be smaller), each replaced by its mean."""
+    k = rows.shape[0]
+    perm = np.random.default_rng([seed, t, 0xB0C7]).permutation(k)
+    shuffled = rows[torch.as_tensor(perm, device=rows.device)]
+    return torch.stack([shuffled[a : a + s].mean(0) for a in range(0, k, s)])
+
+
 def robust_aggregate(
     cfg: RobustServerOptions, U: torch.Tensor, state: tuple, comm, row_bytes: int,
-    senders: np.ndarray | None, t: int, mask: torch.Tensor | None = None,
+    senders: np.ndarray | None, t: int, mask: torch.Tensor | None = None, seed: int = 0,
 ) -> tuple[torch.Tensor, tuple]:
     """``(agg({m_i}), (m, center))`` for the uploads ``U`` (hosted block) of ``senders``
-    (``None``: every node; ``mask`` the hosted senders' rows, for the momentum update)."""
+    (``None``: every node; ``mask`` the hosted senders' rows, for the momentum update;
+    ``seed`` the run's, for bucketing)."""
     M, center = state
     beta = cfg.worker_momentum
     if beta > 0:
@@ -87,5 +109,7 @@ def robust_aggregate(
         everyone = np.arange(comm.n) if senders is None else senders
         ids, rows, _ = comm.gather_rows(U, row_bytes, everyone, t)
         agg = make_aggregator(cfg.aggregator, cfg.aggregator_options)
+        if cfg.bucketing > 1 and len(ids):
+            rows = buckets(rows, cfg.bucketing, seed, t)
         out = agg(rows, center) if len(ids) else torch.zeros_like(center)
     return out, (M, out)

@@ -172,3 +172,18 @@ def test_resume_equals_uninterrupted(tmp_path, alg, extra):
     strip = [{k: v for k, v in r.items() if k not in skip} for r in full]
     cut = [{k: v for k, v in r.items() if k not in skip} for r in read_metrics(tmp_path / "cut")]
     assert cut == strip
+
+
+def test_buckets_are_means_of_a_seeded_partition(tmp_path):
+    from gossip.algorithms.robust_server import buckets
+
+    rows = torch.arange(14, dtype=torch.float64).reshape(7, 2)
+    one = buckets(rows, 1, seed=3, t=5)
+    assert sorted(one[:, 0].tolist()) == rows[:, 0].tolist()  # a permutation
+    assert torch.equal(buckets(rows, 2, 3, 5), buckets(rows, 2, 3, 5))
+    two = buckets(rows, 2, seed=3, t=5)
+    assert two.shape == (4, 2)
+    assert torch.allclose(two[:3].sum(0) * 2 + two[3], rows.sum(0))  # 3 pairs and 1 single
+    assert torch.allclose(buckets(rows, 7, 0, 0)[0], rows.mean(0))
+    with pytest.raises(ConfigError, match="bucketing=2 has no effect"):
+        _run(tmp_path, "x", "algorithm.name=allreduce", "algorithm.bucketing=2")

@@ -48,6 +48,8 @@ def byzantine_cases() -> dict[str, list[str]]:
     return {
         "allreduce-mean-sign_flip": case("allreduce", "mean", "sign_flip"),
         "allreduce-cm-alie": case("allreduce", "cm", "alie"),
+        "allreduce-cm-alie-bucketing": case("allreduce", "cm", "alie", wm,
+                                            "algorithm.bucketing=2"),
         "allreduce-cclip-alie-wm": case("allreduce", "cclip", "alie", wm),
         "allreduce-rfa-gaussian": case("allreduce", "rfa", "gaussian"),
         "allreduce-trimmed_mean-ipm": case("allreduce", "trimmed_mean", "ipm",
