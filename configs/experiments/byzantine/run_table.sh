@@ -19,3 +19,8 @@ for part in iid dirichlet; do
   run $part-gaussian-mean $G --set algorithm.aggregator=mean
   run $part-gaussian-cm $G --set algorithm.aggregator=cm
 done
+P="--set data.partition=dirichlet --set attack.name=alie --set attack.nodes=3"
+for rule in cm cclip; do
+  run dirichlet-alie-$rule-wm-b2 $P --set algorithm.aggregator=$rule \
+    --set algorithm.worker_momentum=0.9 --set algorithm.bucketing=2
+done
