@@ -2,7 +2,8 @@
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
 ``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]``,
-``[faults]`` (:mod:`gossip.faults`) and ``[time]`` (:mod:`gossip.sim_time`).
+``[faults]`` (:mod:`gossip.faults`), ``[time]`` (:mod:`gossip.sim_time`) and ``[attack]``
+(:mod:`gossip.attacks`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -103,7 +104,8 @@ LR_OPTIONS: list[Option] = [
     Option("lr_min", float, 0.0, "cosine: final step size", check=non_negative),
 ]
 
-SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults", "time")
+SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults", "time",
+            "attack")
 #: Sections whose keys are folded into ``[problem]`` (their ``name`` becomes this key).
 PASS_THROUGH = {"data": "dataset", "model": "model"}
 
@@ -117,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {},
     "faults": {},
     "time": {},
+    "attack": {"name": "none"},
 }
 
 
@@ -274,6 +277,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["compression"] = _named("compression", sections["compression"], _reg_compressor_options)
     out["faults"] = resolve("faults", sections["faults"], _fault_options())
     out["time"] = resolve("time", sections["time"], _time_options())
+    out["attack"] = _named("attack", sections["attack"], _reg_attack_options)
     _check_combinations(out)
     return Config(out)
 
@@ -383,6 +387,11 @@ def describe_keys() -> str:
     lines += [_line(f"compression.{o.name}", o) for o in _reg_compressor_options("none")]
     lines += ["", "[faults]"] + [_line(f"faults.{o.name}", o) for o in _fault_options()]
     lines += ["", "[time]"] + [_line(f"time.{o.name}", o) for o in _time_options()]
+    lines += ["", "[attack] (gossip.attacks)"]
+    for name in _reg_attack_names():
+        lines += [f"  attack.name = {name!r}:"]
+        opts = _reg_attack_options(name)
+        lines += [_line(f"  attack.{o.name}", o) for o in opts] or ["    (no options)"]
     lines += ["", "[data], [model]: their keys are [problem] keys ([data] name = problem.dataset,",
               "  [model] name = problem.model), e.g. --set data.partition=iid"]
     return "\n".join(lines)
@@ -440,3 +449,14 @@ def _reg_compressor_options(name: str) -> list[Option]:
         raise unknown_name("compression", name, COMPRESSORS.names())
     return [o for o in section_options() if o.name != "name"]
 
+
+def _reg_attack_names() -> list[str]:
+    from gossip.attacks import ATTACKS
+
+    return ATTACKS.names()
+
+
+def _reg_attack_options(name: str) -> list[Option]:
+    from gossip.attacks import ATTACKS
+
+    return ATTACKS.options(name)

@@ -59,7 +59,7 @@ from gossip.errors import ConfigError
 from gossip.options import Option
 
 __all__ = ["FAULT_OPTIONS", "CrashChannel", "Crashes", "Crashing", "FaultChannel",
-           "check_faults", "fault_channel", "with_crashes", "with_faults"]
+           "check_faults", "fault_channel", "with_crashes", "with_faults", "without_faults"]
 
 
 def _probability(v) -> str | None:
@@ -194,11 +194,16 @@ class FaultChannel(Compose):
         self.before = before
 
 
+def without_faults(channel: Channel) -> Channel:
+    """``channel`` without the faults :func:`with_faults` added to it."""
+    return channel.before if isinstance(channel, FaultChannel) else channel
+
+
 def with_faults(channel: Channel, config: Mapping[str, Any]) -> Channel:
     """The communicator's ``channel`` followed by the faults of ``config``; the faults of an
     earlier run on the same communicator are replaced, not stacked; ``channel`` itself (the
     identity by default) without faults."""
-    before = channel.before if isinstance(channel, FaultChannel) else channel
+    before = without_faults(channel)
     parts = _fault_parts(config)
     return FaultChannel(before, parts) if parts else before
 

@@ -167,3 +167,24 @@ def test_faults_follow_a_channel_set_in_code_and_do_not_stack() -> None:
     Experiment.build(cfg(), comm)
     assert comm.channel is attack
     assert with_faults(IDENTITY, cfg()) is IDENTITY
+
+
+def test_an_attack_and_faults_compose(tmp_path) -> None:
+    """``[attack]`` and ``[faults]`` together: the communicator's channel chains both (the
+    attack first), the omniscient adversary is still found and told the honest rows, and a run
+    whose faults lose nothing equals the attack alone bit for bit."""
+    from gossip.attacks import AttackChannel, adversary
+
+    attack = ["algorithm.name=fedavg", "algorithm.client_fraction=1.0", "attack.name=alie",
+              "attack.nodes=2", "algorithm.aggregator=cm", "rounds=6", "eval_every=2"]
+    exp = Experiment.build(cfg(*attack, "faults.drop=0.3"))
+    assert isinstance(exp.comm.channel, Compose)
+    assert isinstance(adversary(exp.comm.channel), AttackChannel)
+    runs = []
+    for i, extra in enumerate(([], ["faults.drop=1e-12"], ["faults.drop=0.3"])):
+        run(cfg(*attack, *extra, f"name=a{i}", tmp=tmp_path), quiet=True)
+        runs.append(read_metrics(tmp_path / f"a{i}"))
+    clocks = ("wall_time", "comm_time", "compute_time")
+    strip = [[{k: v for k, v in r.items() if k not in clocks} for r in m] for m in runs]
+    assert strip[0] == strip[1]  # a drop rate of 1e-12 loses nothing in 6 rounds
+    assert strip[2] != strip[0]  # drops change the run: the faults are not ignored

@@ -19,6 +19,7 @@ from gossip.algorithms import (  # noqa: F401  (each module registers its algori
     allreduce,
     beer,
     choco,
+    clipped_gossip,
     d2,
     dsgd,
     fedavg,

@@ -23,6 +23,12 @@ vectors is not top-k), so the bytes follow an aggregator: every node uploads its
 ``payload_row_bytes + 4 d`` bytes per node and step in fp32, the model ``fedavg`` counts with
 every client sampled. Against the ring's ``2 (n - 1) / n * 4 d`` this pays off only when
 ``payload_row_bytes < (1 - 2/n) 4 d``: the dense download bounds the saving by 2x.
+
+Robust (``algorithm.aggregator`` other than ``mean``, ``algorithm.worker_momentum > 0``, or a
+Byzantine ``[attack]``, whose messages the exact ring would not carry): the gradients (or the
+workers' momenta) go to a server that applies the rule
+(:mod:`gossip.algorithms.robust_server`) and broadcasts the result, counted like the
+compressed upload; ``g_bar = agg({m_i})``. Not combined with compression.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.dsgd import momentum_option, nesterov_option
+from gossip.algorithms.robust_server import (
+    RobustServerOptions,
+    init_robust,
+    robust_aggregate,
+)
 from gossip.compression.uploads import compress_rows, init_upload
+from gossip.errors import ConfigError
 
 __all__ = ["AllReduce", "AllReduceState"]
 
@@ -42,12 +54,14 @@ __all__ = ["AllReduce", "AllReduceState"]
 class AllReduceState(NamedTuple):
     """``X`` the model on every row; ``M`` ``(dim,)`` momentum of the averaged gradient;
     ``E`` the error memory ``(b, dim)`` (``(b, 0)`` without error feedback or compression);
-    ``C`` the compressor's state (``()`` without compression)."""
+    ``C`` the compressor's state (``()`` without compression); ``R`` the robust server's
+    ``(worker momenta, previous aggregate)`` (``()`` when not robust)."""
 
     X: torch.Tensor
     M: torch.Tensor
     E: torch.Tensor
     C: tuple = ()
+    R: tuple = ()
 
 
 @register_algorithm
@@ -57,9 +71,10 @@ class AllReduce(Algorithm):
     name = "allreduce"
     USES_COMPRESSION = True
     FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
+    INFORMS_ADVERSARY = True
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(RobustServerOptions):
         momentum: float = momentum_option()
         nesterov: bool = nesterov_option()
 
@@ -71,7 +86,11 @@ class AllReduce(Algorithm):
             E, C = X0.new_zeros((X0.shape[0], 0)), ()
         else:
             E, C = init_upload(ctx.compressor, X0, ctx.comm.nodes, ctx.problem.layout, ctx.seed)
-        return AllReduceState(X, torch.zeros_like(x_bar), E, C)
+        R = init_robust(self.cfg, X0, ctx.comm)
+        if R and ctx.compressor is not None:
+            raise ConfigError("algorithm.aggregator / worker_momentum / [attack] with allreduce "
+                              "need compression.name='none'")
+        return AllReduceState(X, torch.zeros_like(x_bar), E, C, R)
 
     def round(
         self, state: AllReduceState, t: int, ctx: Context
@@ -80,8 +99,12 @@ class AllReduce(Algorithm):
         eta = float(ctx.lr(t))
         comm = ctx.comm
         G, losses = ctx.problem.gradients(state.X, comm.nodes, t)
-        E, C = state.E, state.C
-        if ctx.compressor is None:
+        E, C, R = state.E, state.C, state.R
+        if R:
+            row = G.shape[1] * G.element_size()
+            g_bar, R = robust_aggregate(self.cfg, G, R, comm, row, None, t, seed=ctx.seed)
+            g_bar = comm.broadcast(g_bar)
+        elif ctx.compressor is None:
             g_bar = comm.allreduce_mean(G)
         else:
             Q, E, C = compress_rows(ctx.compressor, G, E, C, t)
@@ -96,4 +119,4 @@ class AllReduce(Algorithm):
         else:
             d = g_bar
         x = x_bar - eta * d
-        return AllReduceState(x.expand_as(state.X).clone(), M, E, C), losses
+        return AllReduceState(x.expand_as(state.X).clone(), M, E, C, R), losses

@@ -27,6 +27,10 @@ the client is not sampled; on by default for biased operators,
 decoded uploads, ``Delta = 1/|S_t| sum_{i in S_t} D(q_i)``. Bytes per sampled client: the
 payload (``payload_row_bytes``) up and the dense model (``d`` floats) down, 2 messages.
 
+Robust (``algorithm.aggregator``, ``algorithm.worker_momentum``, an ``[attack]``): step 3
+gathers the sampled clients' ``Delta_i`` (or their momenta) and applies the rule,
+:mod:`gossip.algorithms.robust_server`; not combined with compression.
+
 Reported losses: sampled clients' mean over their local steps; the others' (which compute
 nothing in a real deployment) are the loss of the server model at the round's first step.
 """
@@ -41,7 +45,9 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.local import sgd_steps
+from gossip.algorithms.robust_server import RobustServerOptions, init_robust, robust_aggregate
 from gossip.compression.uploads import compress_rows, init_upload
+from gossip.errors import ConfigError
 from gossip.options import at_least, fraction, positive
 from gossip.registry import option
 
@@ -51,12 +57,14 @@ __all__ = ["FedAvg", "FedAvgState", "aggregate_round", "configure_round"]
 class FedAvgState(NamedTuple):
     """``X`` the server model on every row; ``V`` ``(dim,)`` server momentum; ``E`` the
     clients' error memory ``(b, dim)`` (``(b, 0)`` without error feedback or compression);
-    ``C`` the compressor's state (``()`` without compression)."""
+    ``C`` the compressor's state (``()`` without compression); ``R`` the robust server's
+    ``(client momenta, previous aggregate)`` (``()`` when not robust)."""
 
     X: torch.Tensor
     V: torch.Tensor
     E: torch.Tensor
     C: tuple = ()
+    R: tuple = ()
 
 
 def configure_round(n: int, client_fraction: float, seed: int, t: int) -> np.ndarray:
@@ -82,9 +90,10 @@ class FedAvg(Algorithm):
     name = "fedavg"
     USES_COMPRESSION = True
     FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
+    INFORMS_ADVERSARY = True
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(RobustServerOptions):
         client_fraction: float = option(0.1, "fraction of clients sampled per round",
                                          check=fraction)
         local_steps: int = option(1, "local SGD steps H per round", check=at_least(1))
@@ -100,7 +109,11 @@ class FedAvg(Algorithm):
             E, C = X0.new_zeros((X0.shape[0], 0)), ()
         else:
             E, C = init_upload(ctx.compressor, X0, ctx.comm.nodes, ctx.problem.layout, ctx.seed)
-        return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C)
+        R = init_robust(self.cfg, X0, ctx.comm)
+        if R and ctx.compressor is not None:
+            raise ConfigError("algorithm.aggregator / worker_momentum / [attack] with fedavg "
+                              "need compression.name='none'")
+        return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C, R)
 
     def round(self, state: FedAvgState, t: int, ctx: Context) -> tuple[FedAvgState, torch.Tensor]:
         comm, o = ctx.comm, self.cfg
@@ -120,7 +133,11 @@ class FedAvg(Algorithm):
         else:
             deltas, E, C = compress_rows(ctx.compressor, x_server - X_local, E, C, t, mask=mask)
             row = ctx.compressor.payload_row_bytes(d, ctx.problem.layout, x_server.dtype)
-        delta, _ = aggregate_round(deltas, sampled, comm, row, t)
+        R = state.R
+        if R:
+            delta, R = robust_aggregate(o, deltas, R, comm, row, sampled, t, mask, ctx.seed)
+        else:
+            delta, _ = aggregate_round(deltas, sampled, comm, row, t)
         V = o.server_momentum * state.V + delta
         x_new = x_server - o.server_lr * V
-        return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C), losses
+        return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C, R), losses

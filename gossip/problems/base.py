@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from gossip.registry import NoOptions, Registry
@@ -41,8 +42,13 @@ class Problem(ABC):
         How a flat row splits into parameter tensors, in order.
     device, dtype :
         Where and in which precision the block lives.
+    honest : ndarray of int64 or None
+        Under an ``[attack]``, the sorted ids of the honest nodes (set by
+        :func:`gossip.attacks.build_attack`): ``evaluate`` reports over them only, against
+        their objective ``1/|H| sum_{i in H} f_i``; ``None``: every node.
     """
 
+    honest: np.ndarray | None = None
     dim: int
     layout: list[tuple[str, tuple[int, ...]]]
     device: torch.device = torch.device("cpu")

@@ -110,6 +110,8 @@ class Quadratic(Problem):
         return G, losses
 
     def evaluate(self, X: torch.Tensor, comm) -> dict[str, float]:
+        if self.honest is not None:
+            return self._evaluate_honest(X, comm)
         nodes = comm.nodes
         X64 = X.detach().to(torch.float64)
         x_star = torch.as_tensor(self.x_star_np, dtype=torch.float64, device=X.device)
@@ -124,6 +126,35 @@ class Quadratic(Problem):
         return {
             "distance_to_optimum": dist,
             "loss_at_mean": self._f_np(x_bar.cpu().numpy()) - self.f_star,
+            "train_loss": loss,
+        }
+
+    def _evaluate_honest(self, X: torch.Tensor, comm) -> dict[str, float]:
+        """The metrics of :meth:`evaluate` over the honest nodes ``H`` only, against their
+        optimum ``x*_H = sum_H a_i c_i / sum_H a_i`` and ``f_H = 1/|H| sum_H f_i``."""
+        nodes, H = comm.nodes, self.honest
+        a_h, c_h = self.a_np[H], self.c_np[H]
+        x_star = (a_h[:, None] * c_h).sum(0) / a_h.sum()
+
+        def f_h(x: np.ndarray) -> float:
+            return float(np.mean(0.5 * a_h * ((x[None, :] - c_h) ** 2).sum(1)))
+
+        w = np.zeros(self.n)
+        w[H] = 1.0
+        X64 = X.detach().to(torch.float64)
+        wt = torch.as_tensor(w[nodes.start : nodes.stop], device=X.device)
+        xs = torch.as_tensor(x_star, dtype=torch.float64, device=X.device)
+        a = torch.as_tensor(self.a_np[nodes.start : nodes.stop], device=X.device)
+        c = torch.as_tensor(self.c_np[nodes.start : nodes.stop], device=X.device)
+        local = torch.stack([
+            (wt * ((X64 - xs) ** 2).sum(1)).sum(),
+            (wt * 0.5 * a * ((X64 - c) ** 2).sum(1)).sum(),
+        ])
+        dist, loss = (comm.allreduce_sum(local) / len(H)).tolist()
+        x_bar = comm.sum_rows(wt.unsqueeze(1) * X64) / len(H)
+        return {
+            "distance_to_optimum": dist,
+            "loss_at_mean": f_h(x_bar.cpu().numpy()) - f_h(x_star),
             "train_loss": loss,
         }
 

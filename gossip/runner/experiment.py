@@ -8,7 +8,8 @@ reported here as a one-line ConfigError, the same on every rank):
 - the torch threads (:func:`gossip.runner.launch_env.torch_threads`), the seed and the device;
 - the graph and the schedule ``W(t)`` (:func:`gossip.topology_config.build_topology`);
 - the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
-- the problem, the algorithm, its :class:`~gossip.algorithms.Context` and the state
+- the problem, the algorithm, its :class:`~gossip.algorithms.Context`, the ``[attack]``
+  (:func:`gossip.attacks.build_attack`: its channel becomes the communicator's) and the state
   ``alg.init(ctx)``.
 
 :func:`gossip.runner.loop.run` then reads::
@@ -33,13 +34,15 @@ from typing import Any, NamedTuple
 
 import torch
 
+from gossip.attacks import AttackChannel
 from gossip.comm.base import CommStats, Communicator
+from gossip.comm.channel import IDENTITY
 from gossip.comm.device import local_rank, pick_device
 from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
-from gossip.faults import with_crashes, with_faults
+from gossip.faults import with_crashes, with_faults, without_faults
 from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
@@ -124,6 +127,14 @@ def _network(config: Config):
     return graph, schedule, None if name == "none" else compressor  # None: no compression
 
 
+def _attack(config: Config, problem, alg, compressor):
+    """The run's :class:`~gossip.attacks.Attack` (``None`` for ``attack.name = "none"``)."""
+    from gossip.attacks import build_attack
+
+    return build_attack(config["attack"], config["nodes"], config["seed"], problem, alg,
+                        compressor is not None)
+
+
 def check_builds(config: Config) -> None:
     """Build the graph, schedule and compressor of ``config`` and drop them (ConfigError
     naming the key when one cannot be built). Not part of a run: ``gossip sweep`` calls it for
@@ -156,6 +167,8 @@ class Experiment:
         Rank 0's lock on the run folder (:mod:`gossip.runner.lock`), until :meth:`release`.
     last_checkpoint : int or None
         The round of the last complete checkpoint in the run folder (None: none yet).
+    attack : gossip.attacks.Attack or None
+        The ``[attack]`` of the run (its channel is the communicator's), ``None`` for none.
     """
 
     config: Config
@@ -172,6 +185,7 @@ class Experiment:
     clock: Any = None
     lock: RunLock | None = None
     last_checkpoint: int | None = None
+    attack: Any = None
 
     @classmethod
     def build(cls, config: Config, comm: Communicator | None = None) -> Experiment:
@@ -198,7 +212,15 @@ class Experiment:
         alg_cfg = config["algorithm"]
         own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
-        comm.channel = with_faults(comm.channel, config)  # [faults]: lost messages, crashes
+        # The channel: the [attack] (a reused communicator's earlier attack dropped), then the
+        # [faults] after it (gossip.faults.with_faults replaces an earlier run's faults).
+        attack = _attack(config, problem, alg, compressor)
+        before = without_faults(comm.channel)
+        if attack is not None and attack.channel is not None:
+            before = attack.channel
+        elif isinstance(before, AttackChannel):
+            before = IDENTITY
+        comm.channel = with_faults(before, config)
         alg = with_crashes(alg, config)
         talk, clock = make_clock(config, timed, alg)  # [time]: simulated time per round
         ctx = Context(talk, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
@@ -213,7 +235,7 @@ class Experiment:
         if clock is not None:
             clock.comm.reset()  # what init sent is not part of round 0
         return cls(config, comm, timed, problem, graph, schedule, compressor, alg, ctx, state,
-                   clock=clock)
+                   clock=clock, attack=attack)
 
     # -- the run folder ------------------------------------------------------------------------
 
@@ -303,6 +325,8 @@ class Experiment:
             "topology": self._topology_summary(),
             "versions": versions(),
         }
+        if self.attack is not None:
+            summary["attack"] = self.attack.describe()
         if self.compressor is not None:
             from gossip.compression import describe_compression
 

@@ -20,11 +20,12 @@ from tests.mpi_util import REPO_ROOT, requires_mpi, run_mpi
 
 #: The start of every ``train`` row: a quadratic run of two rounds, nothing printed but errors.
 QUICK = ["--quiet", "--set", "problem.name=quadratic", "--set", "rounds=2"]
-ALGORITHMS = "allreduce, beer, choco, d2, dsgd, fedavg, fedprox, gradient_tracking, " \
-             "local_mixvr, mime, mimelite, minibatch_sgd, naive_compressed_dsgd, relaysum_grad, " \
-             "relaysum_model, scaffold"
+ALGORITHMS = "allreduce, beer, choco, clipped_gossip, d2, dsgd, fedavg, fedprox, " \
+             "gradient_tracking, local_mixvr, mime, mimelite, minibatch_sgd, " \
+             "naive_compressed_dsgd, relaysum_grad, relaysum_model, robust_dsgd, scaffold"
 COMPRESSING = "allreduce, beer, choco, fedavg, naive_compressed_dsgd"
-FOLLOWS_W = "beer, choco, d2, dsgd, gradient_tracking, naive_compressed_dsgd"
+FOLLOWS_W = "beer, choco, clipped_gossip, d2, dsgd, gradient_tracking, naive_compressed_dsgd, " \
+            "robust_dsgd"
 CHOCO_TOPK = ["algorithm.name=choco", "compression.name=topk"]
 
 

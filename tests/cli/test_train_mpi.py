@@ -48,7 +48,7 @@ def assert_same(a: dict, b: dict, where: str) -> None:
 def test_mpi_metrics_equal_in_process(in_process, tmp_path, ranks):
     # every case on 4 ranks (uneven blocks 3, 3, 2, 2); a few on 2 ranks, to keep the suite fast
     cases = list(equivalence.cases()) if ranks == 4 else list(equivalence.SMALL)
-    proc = run_mpi(ranks, [SCRIPT, tmp_path, *cases], timeout=150)
+    proc = run_mpi(ranks, [SCRIPT, tmp_path, *cases], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {"dsgd-ring", "allreduce-ring", "dsgd-matching"} <= set(equivalence.cases())
     for case in cases:

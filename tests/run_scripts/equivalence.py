@@ -52,7 +52,35 @@ def cases() -> dict[str, list[str]]:
         out[f"{name}-time"] = [*out[f"{name}-ring"], *timed]
     out["relaysum_model-double"] = [*COMMON, "algorithm.name=relaysum_model",
                                     "algorithm.tree=double_binary"]
+    out.update(byzantine_cases())
     return out
+
+
+def byzantine_cases() -> dict[str, list[str]]:
+    """Every aggregator and every message attack (label_flip needs classification data)."""
+    def case(alg, rule, attack, *extra):
+        given = [f"algorithm.aggregator={rule}"] if rule else []
+        return [*COMMON, f"algorithm.name={alg}", *given, f"attack.name={attack}",
+                "attack.nodes=2", *extra]
+
+    wm = "algorithm.worker_momentum=0.9"
+    return {
+        "allreduce-mean-sign_flip": case("allreduce", "mean", "sign_flip"),
+        "allreduce-cm-alie": case("allreduce", "cm", "alie"),
+        "allreduce-cm-alie-bucketing": case("allreduce", "cm", "alie", wm,
+                                            "algorithm.bucketing=2"),
+        "allreduce-cclip-alie-wm": case("allreduce", "cclip", "alie", wm),
+        "allreduce-rfa-gaussian": case("allreduce", "rfa", "gaussian"),
+        "allreduce-trimmed_mean-ipm": case("allreduce", "trimmed_mean", "ipm",
+                                           "algorithm.aggregator_options={trim = 2}"),
+        "fedavg-krum-ipm-wm": case("fedavg", "krum", "ipm", wm, "algorithm.client_fraction=0.8",
+                                   "algorithm.aggregator_options={f = 2}"),
+        "fedavg-multi_krum-alie": case("fedavg", "multi_krum", "alie",
+                                       "algorithm.client_fraction=0.8"),
+        "clipped_gossip-alie": case("clipped_gossip", None, "alie"),
+        "robust_dsgd-gaussian": case("robust_dsgd", "trimmed_mean", "gaussian"),
+        "dsgd-sign_flip": case("dsgd", None, "sign_flip"),
+    }
 
 
 def run_cases(out_dir: str, comm=None, only=()) -> None:

@@ -227,15 +227,24 @@ class ClassificationProblem(Problem):
     def evaluate(self, X: torch.Tensor, comm) -> dict[str, float]:
         """Collective. ``test_accuracy`` / ``test_loss`` of ``x_bar = 1/n sum_i x_i``,
         ``test_accuracy_nodes`` = mean test accuracy of the models ``x_i`` of the evaluated
-        nodes, ``epoch`` = samples drawn per node / mean local data size."""
-        x_bar = comm.mean_rows(X)
+        nodes (under an ``[attack]`` both over the honest nodes ``self.honest`` only),
+        ``epoch`` = samples drawn per node / mean local data size."""
+        nodes = comm.nodes
+        evaluated = self.eval_ids
+        if self.honest is None:
+            x_bar = comm.mean_rows(X)
+        else:  # under an [attack]: the honest nodes' mean and models only
+            H = self.honest
+            mask = torch.zeros(len(nodes), dtype=torch.bool, device=X.device)
+            mask[torch.as_tensor(H[(H >= nodes.start) & (H < nodes.stop)] - nodes.start)] = True
+            x_bar = comm.sum_rows(X, mask) / len(H)
+            evaluated = np.intersect1d(evaluated, H)
         correct = loss = 0.0
         for logits, y in self._test_logits(x_bar[None]):
             correct += (logits[0].argmax(1) == y).sum().item()
             loss += F.cross_entropy(logits[0], y, reduction="sum").item()
         m = len(self.test_y)
-        nodes = comm.nodes
-        hosted = self.eval_ids[(self.eval_ids >= nodes.start) & (self.eval_ids < nodes.stop)]
+        hosted = evaluated[(evaluated >= nodes.start) & (evaluated < nodes.stop)]
         node_correct = torch.zeros((), dtype=torch.float64, device=X.device)
         if len(hosted):
             rows = X[torch.from_numpy(hosted - nodes.start).to(X.device)]
@@ -245,7 +254,7 @@ class ClassificationProblem(Problem):
         return {
             "test_accuracy": correct / m,
             "test_loss": loss / m,
-            "test_accuracy_nodes": node_correct / (m * len(self.eval_ids)),
+            "test_accuracy_nodes": node_correct / (m * len(evaluated)),
             "epoch": self.steps_done * self.batch_size * self.n / len(self.train_y),
         }
 
