@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 
 __all__ = ["main", "report_error", "SUBCOMMANDS"]
 
@@ -45,6 +46,10 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         if name == selected:
             importlib.import_module(module).add_arguments(p)
     return parser
+
+
+#: Seconds the ranks other than 0 wait before exiting on a user error (:func:`report_error`).
+RANK0_GRACE_S = 2.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,11 +88,17 @@ def report_error(command: str, err: Exception) -> None:
     per rank. The launcher may still add its own note about the non-zero exit (Open MPI 5
     prints a short banner, unless started with ``--runtime-options error-nonzero-status=false``,
     which also turns the exit code into 0).
+
+    The other ranks wait :data:`RANK0_GRACE_S` before they exit: the launcher ends the whole
+    job at the first non-zero exit, and a rank 0 that is a little behind (still importing or
+    building) would be killed before its line is out.
     """
     from gossip.comm.factory import launch_rank, launched_by_mpi
 
     if not launched_by_mpi() or launch_rank() == 0:
         print(f"gossip {command}: error: {err}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(RANK0_GRACE_S)
 
 
 if __name__ == "__main__":
