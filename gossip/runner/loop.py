@@ -33,7 +33,7 @@ from gossip.runner.agree import attempt, raise_together
 from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
 from gossip.runner.interrupt import RunInterrupted, StopSignals, agreed_signal, stopped_line
-from gossip.runner.records import consensus_distance, make_record
+from gossip.runner.records import consensus_distance, honest_rows, make_record
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
@@ -156,6 +156,9 @@ class _Loop:
 
             bar = tqdm(total=rounds, initial=start, file=sys.stderr, desc="rounds",
                        dynamic_ncols=True)
+        ids = exp.problem.honest  # [attack]: losses of the honest nodes only (records.py)
+        honest = honest_rows(ids, comm.nodes, exp.algorithm.params(exp.state).device)
+        n_loss = comm.n if ids is None else len(ids)
         self.stop.armed = True
         try:
             for t in range(start, rounds):
@@ -172,10 +175,12 @@ class _Loop:
                 clocks["comm"] += spent
                 clocks["compute"] += elapsed - spent
                 # the loss sum and the stop flags (interrupt.py) in one allreduce
+                if honest is not None:  # [attack]: the honest nodes' losses only
+                    losses = losses[honest]
                 local = losses.detach().to(torch.float64).sum().reshape(1)
                 flags = torch.tensor(self.stop.flags(), dtype=torch.float64, device=local.device)
                 summed = comm.allreduce_sum(torch.cat([local, flags]))
-                loss = float(summed[0]) / comm.n
+                loss = float(summed[0]) / n_loss
                 signum = agreed_signal(summed[1:].tolist())
                 if not math.isfinite(loss):
                     self.diverged_message = self._diverged(t, loss)
@@ -216,7 +221,7 @@ class _Loop:
         record = make_record(
             round_=self.progress.rounds_done, wall_time=clocks["wall"],
             comm_time=clocks["comm"], compute_time=clocks["compute"], lr=exp.ctx.lr(t),
-            train_loss=loss, consensus=consensus_distance(X, comm),
+            train_loss=loss, consensus=consensus_distance(X, comm, exp.problem.honest),
             bytes_sent=stats.bytes_sent, n=comm.n, evaluation=evaluation,
             sim_time=clocks.get("sim") if exp.clock is not None else None,
         )

@@ -6,6 +6,10 @@ nodes of the round's losses),
 ``consensus_distance`` ``= 1/n sum_i ||x_i - x_bar||^2`` (Koloskova et al. 2020, the
 quantity their rates bound), ``bytes_sent`` (all nodes so far), ``bytes_sent_per_node`` and
 whatever ``problem.evaluate`` returns (``distance_to_optimum``, ``test_accuracy`` ...).
+
+Under an ``[attack]`` (``problem.honest`` set) ``train_loss`` and ``consensus_distance`` are
+over the honest nodes ``H`` only (``1/|H| sum_{i in H}``, ``x_bar`` their mean), like the
+problem's metrics; ``bytes_sent`` still counts every sender.
 """
 
 from __future__ import annotations
@@ -18,19 +22,36 @@ import torch
 
 from gossip.comm.base import Communicator
 
-__all__ = ["consensus_distance", "finite", "make_record"]
+__all__ = ["consensus_distance", "finite", "honest_rows", "make_record"]
 
 
-def consensus_distance(X: torch.Tensor, comm: Communicator) -> float:
-    """``1/n sum_i ||x_i - x_bar||^2`` over all nodes (collective; same on every rank).
+def honest_rows(honest: np.ndarray | None, nodes: range, device) -> torch.Tensor | None:
+    """The mask of the hosted ``nodes`` that are honest (``None``: no attack, every node)."""
+    if honest is None:
+        return None
+    here = honest[(honest >= nodes.start) & (honest < nodes.stop)] - nodes.start
+    mask = torch.zeros(len(nodes), dtype=torch.bool, device=device)
+    mask[torch.as_tensor(here, dtype=torch.long, device=device)] = True
+    return mask
+
+
+def consensus_distance(X: torch.Tensor, comm: Communicator,
+                       honest: np.ndarray | None = None) -> float:
+    """``1/n sum_i ||x_i - x_bar||^2`` over all nodes (collective; same on every rank), or over
+    the ``honest`` ids only (their own mean ``x_bar``).
 
     Computed in float64 so the value does not depend on how nodes are split over ranks
     beyond summation order.
     """
     X = X.reshape(X.shape[0], -1).to(torch.float64)
-    x_bar = comm.mean_rows(X)
-    local = ((X - x_bar) ** 2).sum().reshape(1)
-    return float(comm.allreduce_sum(local)[0]) / comm.n
+    mask = honest_rows(honest, comm.nodes, X.device)
+    if mask is None:
+        x_bar = comm.mean_rows(X)
+        local = ((X - x_bar) ** 2).sum().reshape(1)
+        return float(comm.allreduce_sum(local)[0]) / comm.n
+    x_bar = comm.sum_rows(X, mask) / len(honest)
+    local = ((X[mask] - x_bar) ** 2).sum().reshape(1)
+    return float(comm.allreduce_sum(local)[0]) / len(honest)
 
 
 def finite(x: float | None) -> bool:

@@ -187,3 +187,26 @@ def test_buckets_are_means_of_a_seeded_partition(tmp_path):
     assert torch.allclose(buckets(rows, 7, 0, 0)[0], rows.mean(0))
     with pytest.raises(ConfigError, match="bucketing=2 has no effect"):
         _run(tmp_path, "x", "algorithm.name=allreduce", "algorithm.bucketing=2")
+
+
+def test_train_loss_and_consensus_are_over_the_honest_nodes(tmp_path):
+    """Under an attack a record's ``train_loss`` and ``consensus_distance`` are the honest
+    nodes' (``1/|H| sum_{i in H}``, around their own mean), as the problem's metrics are: the
+    loop's values equal those recomputed from the rounds by hand, and differ from the
+    all-node ones."""
+    from gossip.runner.experiment import Experiment
+
+    sets = ["algorithm.name=dsgd", "attack.name=gaussian", "attack.nodes=[2]",
+            "attack.std=10.0", "algorithm.lr=0.05"]
+    rec, _ = _run(tmp_path, "honest", *sets, rounds=3)
+    exp = Experiment.build(load_config(None, [*BASE, "rounds=3", *sets]))
+    H = np.setdiff1d(np.arange(N), [2])
+    for t in range(3):
+        exp.state, losses = exp.algorithm.round(exp.state, t, exp.ctx)
+        assert rec[t]["train_loss"] == pytest.approx(float(losses[H].mean()), rel=1e-12)
+        assert rec[t]["train_loss"] != pytest.approx(float(losses.mean()), rel=1e-6)
+    X = exp.algorithm.params(exp.state).to(torch.float64)
+    honest = ((X[H] - X[H].mean(0)) ** 2).sum(1).mean()
+    everyone = ((X - X.mean(0)) ** 2).sum(1).mean()
+    assert rec[-1]["consensus_distance"] == pytest.approx(float(honest), rel=1e-12)
+    assert rec[-1]["consensus_distance"] != pytest.approx(float(everyone), rel=1e-6)
