@@ -12,6 +12,7 @@ Several server vectors sent together travel as one message (:func:`down`, one
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,9 +20,12 @@ import torch
 from gossip.algorithms.base import Context
 from gossip.algorithms.fedavg import aggregate_round, configure_round
 from gossip.errors import ConfigError
+from gossip.options import at_least, fraction, positive
 from gossip.problems.base import Problem
+from gossip.registry import option
 
 __all__ = [
+    "ClientRounds",
     "client_steps",
     "configure_round",
     "down",
@@ -30,6 +34,18 @@ __all__ = [
     "sampled_mask",
     "up",
 ]
+
+
+@dataclass(frozen=True)
+class ClientRounds:
+    """The options every algorithm of the family shares (its ``Config`` extends this):
+    ``client_fraction`` sampled per round (:func:`configure_round`), ``local_steps`` K,
+    ``server_lr`` on the averaged update."""
+
+    client_fraction: float = option(0.1, "fraction of clients sampled per round",
+                                    check=fraction)
+    local_steps: int = option(1, "local steps K per round", check=at_least(1))
+    server_lr: float = option(1.0, "server step size on the averaged update", check=positive)
 
 
 def require_full_gradients(problem: Problem, algorithm: str) -> None:

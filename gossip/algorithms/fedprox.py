@@ -29,8 +29,15 @@ from typing import NamedTuple
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
-from gossip.algorithms.federated import client_steps, configure_round, down, sampled_mask, up
-from gossip.options import at_least, fraction, non_negative, positive
+from gossip.algorithms.federated import (
+    ClientRounds,
+    client_steps,
+    configure_round,
+    down,
+    sampled_mask,
+    up,
+)
+from gossip.options import non_negative
 from gossip.registry import option
 
 __all__ = ["FedProx", "FedProxState"]
@@ -50,13 +57,8 @@ class FedProx(Algorithm):
     FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(ClientRounds):
         mu: float = option(0.01, "proximal weight mu (0: FedAvg)", check=non_negative)
-        client_fraction: float = option(0.1, "fraction of clients sampled per round",
-                                        check=fraction)
-        local_steps: int = option(1, "local SGD steps K per round", check=at_least(1))
-        server_lr: float = option(1.0, "server step size on the averaged update",
-                                  check=positive)
 
     def init(self, ctx: Context) -> FedProxState:
         X0 = ctx.problem.init_params(ctx.comm.nodes)

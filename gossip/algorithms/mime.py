@@ -53,6 +53,7 @@ import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.federated import (
+    ClientRounds,
     client_steps,
     configure_round,
     down,
@@ -61,7 +62,6 @@ from gossip.algorithms.federated import (
     sampled_mask,
     up,
 )
-from gossip.options import at_least, fraction, positive
 from gossip.registry import option
 
 __all__ = ["Mime", "MimeLite", "MimeState"]
@@ -88,14 +88,9 @@ class MimeLite(Algorithm):
     CORRECTED = False
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(ClientRounds):
         beta: float = option(0.9, "momentum beta in [0, 1) of the server optimizer",
                              check=_beta)
-        local_steps: int = option(1, "local steps K per round", check=at_least(1))
-        client_fraction: float = option(0.1, "fraction of clients sampled per round",
-                                        check=fraction)
-        server_lr: float = option(1.0, "server step size on the averaged update",
-                                  check=positive)
 
     def init(self, ctx: Context) -> MimeState:
         require_full_gradients(ctx.problem, self.name)

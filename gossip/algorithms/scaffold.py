@@ -35,8 +35,14 @@ from typing import NamedTuple
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
-from gossip.algorithms.federated import client_steps, configure_round, down, sampled_mask, up
-from gossip.options import at_least, fraction, positive
+from gossip.algorithms.federated import (
+    ClientRounds,
+    client_steps,
+    configure_round,
+    down,
+    sampled_mask,
+    up,
+)
 from gossip.registry import option
 
 __all__ = ["Scaffold", "ScaffoldState"]
@@ -59,12 +65,7 @@ class Scaffold(Algorithm):
     FOLLOWS_SCHEDULE = False  # exact averages; no W(t)
 
     @dataclass(frozen=True)
-    class Config:
-        client_fraction: float = option(0.1, "fraction of clients sampled per round",
-                                        check=fraction)
-        local_steps: int = option(1, "local steps K per round", check=at_least(1))
-        server_lr: float = option(1.0, "server step size eta_g on the averaged update",
-                                  check=positive)
+    class Config(ClientRounds):
         control: str = option("ii", "client control variate update: ii (from the local "
                               "progress) or i (gradient at the server model)",
                               choices=("i", "ii"))
