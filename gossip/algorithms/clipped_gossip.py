@@ -33,6 +33,7 @@ omniscient attack (ALIE, IPM) of the honest half-step models before sending
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -116,9 +117,9 @@ class _RobustGossip(Algorithm):
             X_new[k] = self.combine(X_half[k], w, R)
         return RobustGossipState(X_new, M), losses
 
+    @abstractmethod
     def combine(self, x: torch.Tensor, w: np.ndarray, R: torch.Tensor) -> torch.Tensor:
         """Node ``i``'s new model from its own ``x``, the weights ``w`` and rows ``R``."""
-        raise NotImplementedError
 
 
 @register_algorithm
