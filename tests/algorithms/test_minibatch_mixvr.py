@@ -4,6 +4,7 @@ here, and their byte counts."""
 from __future__ import annotations
 
 import networkx as nx
+import pytest
 import torch
 
 from gossip.problems.registry import make_problem
@@ -118,20 +119,25 @@ def test_local_mixvr_all_averaging_is_minibatch_storm():
     assert ctx.comm.stats.messages == rounds * N * 2
 
 
-def test_local_mixvr_local_steps_are_the_authors_mu2sgd():
+@pytest.mark.parametrize("counter", ["global", "round"])
+def test_local_mixvr_local_steps_are_the_authors_mu2sgd(counter):
     # alpha < 1: per machine K_loc one-sample steps of the authors' rule, then the K_avg-sample
-    # estimator, the averages of (w, x, d) over the machines and one step; one counter
-    # (iter) runs over all steps of all rounds
+    # estimator, the averages of (w, x, d) over the machines and one step; the counter (iter)
+    # runs over all steps of all rounds (global) or restarts every round (round)
     n, K, alpha, eta, rounds = 4, 5, 0.4, 0.1, 6  # K_loc = 3, K_avg = 2
     problem = quadratic(n, sigma=0.5, init_scale=1.0)
     ctx = fed_context(problem, lr=eta)
-    _, _, history = run("local_mixvr", {"budget": K, "alpha": alpha}, ctx, rounds, record=True)
+    _, _, history = run("local_mixvr", {"budget": K, "alpha": alpha, "counter": counter}, ctx,
+                        rounds, record=True)
     refs = [AuthorsMu2SGD(problem.x0) for _ in range(n)]
 
     def grad(i: int, x: torch.Tensor, s: int) -> torch.Tensor:
         return problem.gradients(x.expand(n, -1).clone(), range(n), s)[0][i]
 
     for t, X in enumerate(history):
+        if counter == "round":
+            for r in refs:
+                r.iter = r.sum_iter = 0
         for k in range(3):
             for i, r in enumerate(refs):
                 r.compute_estimator(grad(i, r.x, t * K + k), grad(i, r.x_prev, t * K + k))
@@ -145,7 +151,19 @@ def test_local_mixvr_local_steps_are_the_authors_mu2sgd():
             r.w, r.x, r.d = w.clone(), x.clone(), d.clone()
             r.step(eta)
         torch.testing.assert_close(X, refs[0].x.expand_as(X), rtol=0, atol=1e-12)
-    assert refs[0].iter == rounds * 4
+    assert refs[0].iter == (rounds * 4 if counter == "global" else 4)
+
+
+def test_local_mixvr_round_counter_all_averaging_is_minibatch_sgd():
+    # counter = round, alpha = 1: every step is tau = 1 (beta = gamma = 1), no momentum left
+    problem = quadratic(N, sigma=0.5, init_scale=1.0)
+    runs = []
+    for name, opts in (("local_mixvr", {"budget": 3, "alpha": 1.0, "counter": "round"}),
+                       ("minibatch_sgd", {"budget": 3})):
+        ctx = fed_context(problem, lr=0.1)
+        runs.append(run(name, opts, ctx, 8, record=True)[2])
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_local_mixvr_query_point_moves_at_a_constant_rate():
