@@ -4,10 +4,18 @@ here, and their byte counts."""
 from __future__ import annotations
 
 import networkx as nx
+import pytest
 import torch
 
 from gossip.problems.registry import make_problem
-from tests.algorithms.alg_helpers import FixedSchedule, context, quadratic, run, uniform_complete
+from tests.algorithms.alg_helpers import (
+    ConstantGradient,
+    FixedSchedule,
+    context,
+    quadratic,
+    run,
+    uniform_complete,
+)
 
 N = 8
 
@@ -68,25 +76,112 @@ def test_accelerated_minibatch_is_ac_sa():
     assert d_acc < 0.1 * d_plain  # 7.4e-5 vs 4.5e-3: acceleration pays
 
 
+class AuthorsMu2SGD:
+    """One machine's mu^2-SGD as in the authors' code (dahan198/mu2sgd, ``Mu2SGD`` with
+    ``use_alpha_t`` and ``use_beta_t``, no projection): ``compute_estimator`` counts ``iter``
+    and ``sum_iter = 1 + ... + iter`` and sets ``d = g + (1 - 1/iter) (d - g_correction)``;
+    ``step`` sets ``w <- w - lr d`` and ``x <- a w + (1 - a) x``, ``a = iter / sum_iter``.
+    Their trainer calls step (correction gradient at the old ``x``) then the estimator (at the
+    new ``x``), both on one batch, after a first estimator alone; here each sample is
+    estimator then step, the same sequence of points (the last step is not left pending)."""
+
+    def __init__(self, x0: torch.Tensor):
+        self.w, self.x, self.x_prev = x0.clone(), x0.clone(), x0.clone()
+        self.d = torch.zeros_like(x0)
+        self.iter = self.sum_iter = 0
+
+    def compute_estimator(self, g: torch.Tensor, g_correction: torch.Tensor) -> None:
+        self.iter += 1
+        self.sum_iter += self.iter
+        self.d = g + (1 - 1 / self.iter) * (self.d - g_correction)
+
+    def step(self, lr: float) -> None:
+        self.w = self.w - lr * self.d
+        a = self.iter / self.sum_iter
+        self.x, self.x_prev = a * self.w + (1 - a) * self.x, self.x
+
+
 def test_local_mixvr_all_averaging_is_minibatch_storm():
     # alpha = 1: no local steps, one mini-batch mu^2-SGD step per round on the n K samples
     problem = quadratic(N, sigma=0.5, init_scale=1.0)
     K, eta, rounds = 3, 0.05, 8
     ctx = fed_context(problem, lr=eta)
     _, _, history = run("local_mixvr", {"budget": K, "alpha": 1.0}, ctx, rounds, record=True)
-    xbar = theta = xprev = problem.x0.clone()
-    d = torch.zeros_like(xbar)
+    ref = AuthorsMu2SGD(problem.x0)
     for t, X in enumerate(history):
-        tau, steps = t + 1, range(t * K, (t + 1) * K)
-        g, gt = mean_gradient(problem, xbar, steps), mean_gradient(problem, xprev, steps)
-        d = g + (1 - 1 / tau) * (d - gt)
-        theta = theta - tau * eta * d
-        gamma = 2 / (tau + 2)
-        xbar, xprev = gamma * theta + (1 - gamma) * xbar, xbar
-        torch.testing.assert_close(X, xbar.expand_as(X), rtol=0, atol=1e-10)
+        steps = range(t * K, (t + 1) * K)
+        ref.compute_estimator(mean_gradient(problem, ref.x, steps),
+                              mean_gradient(problem, ref.x_prev, steps))
+        ref.step(eta)
+        torch.testing.assert_close(X, ref.x.expand_as(X), rtol=0, atol=1e-10)
     # (theta_i, xbar_i, e_i) up and their means down: 6 d floats, 2 messages per machine
     assert ctx.comm.stats.bytes_sent == rounds * N * 6 * 5 * 8
     assert ctx.comm.stats.messages == rounds * N * 2
+
+
+@pytest.mark.parametrize("counter", ["global", "round"])
+def test_local_mixvr_local_steps_are_the_authors_mu2sgd(counter):
+    # alpha < 1: per machine K_loc one-sample steps of the authors' rule, then the K_avg-sample
+    # estimator, the averages of (w, x, d) over the machines and one step; the counter (iter)
+    # runs over all steps of all rounds (global) or restarts every round (round)
+    n, K, alpha, eta, rounds = 4, 5, 0.4, 0.1, 6  # K_loc = 3, K_avg = 2
+    problem = quadratic(n, sigma=0.5, init_scale=1.0)
+    ctx = fed_context(problem, lr=eta)
+    _, _, history = run("local_mixvr", {"budget": K, "alpha": alpha, "counter": counter}, ctx,
+                        rounds, record=True)
+    refs = [AuthorsMu2SGD(problem.x0) for _ in range(n)]
+
+    def grad(i: int, x: torch.Tensor, s: int) -> torch.Tensor:
+        return problem.gradients(x.expand(n, -1).clone(), range(n), s)[0][i]
+
+    for t, X in enumerate(history):
+        if counter == "round":
+            for r in refs:
+                r.iter = r.sum_iter = 0
+        for k in range(3):
+            for i, r in enumerate(refs):
+                r.compute_estimator(grad(i, r.x, t * K + k), grad(i, r.x_prev, t * K + k))
+                r.step(eta)
+        steps = range(t * K + 3, (t + 1) * K)
+        for i, r in enumerate(refs):
+            r.compute_estimator(*(torch.stack([grad(i, x, s) for s in steps]).mean(0)
+                                  for x in (r.x, r.x_prev)))
+        w, x, d = (torch.stack([getattr(r, a) for r in refs]).mean(0) for a in ("w", "x", "d"))
+        for r in refs:
+            r.w, r.x, r.d = w.clone(), x.clone(), d.clone()
+            r.step(eta)
+        torch.testing.assert_close(X, refs[0].x.expand_as(X), rtol=0, atol=1e-12)
+    assert refs[0].iter == (rounds * 4 if counter == "global" else 4)
+
+
+def test_local_mixvr_round_counter_all_averaging_is_minibatch_sgd():
+    # counter = round, alpha = 1: every step is tau = 1 (beta = gamma = 1), no momentum left
+    problem = quadratic(N, sigma=0.5, init_scale=1.0)
+    runs = []
+    for name, opts in (("local_mixvr", {"budget": 3, "alpha": 1.0, "counter": "round"}),
+                       ("minibatch_sgd", {"budget": 3})):
+        ctx = fed_context(problem, lr=0.1)
+        runs.append(run(name, opts, ctx, 8, record=True)[2])
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_local_mixvr_query_point_moves_at_a_constant_rate():
+    # the cause of the old divergence: with eta_t = t eta the query point's step grew like t;
+    # the authors' constant lr on w makes xbar move like gradient descent with step ~ 2/3 lr
+    # on a linear loss f(x) = <c, x> (gradient c everywhere, noiseless: d = c exactly)
+    x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    c = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0], dtype=torch.float64)
+    problem = ConstantGradient(x0.expand(N, -1).clone(), c.expand(N, -1).clone())
+    eta, rounds = 0.1, 40
+    ctx = context(problem, FixedSchedule(uniform_complete(N)), nx.complete_graph(N), lr=eta)
+    _, _, history = run("local_mixvr", {"budget": 4, "alpha": 0.5}, ctx, rounds, record=True)
+    # steps s = 1..T: w_{s+1} = w_1 - s eta c, xbar_T = sum_s s w_{s+1} / sum_s s
+    T = 3 * rounds
+    s = torch.arange(1, T + 1, dtype=torch.float64)
+    shift = (s * s).sum() / s.sum()  # = (2 T + 1) / 3
+    torch.testing.assert_close(history[-1], (x0 - shift * eta * c).expand(N, -1),
+                               rtol=0, atol=1e-10)
 
 
 def test_local_mixvr_reduces_the_noise_of_local_steps():

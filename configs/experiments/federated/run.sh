@@ -5,7 +5,7 @@
 #
 #   configs/experiments/federated/run.sh [OUT_DIR] [extra gossip train arguments ...]
 #
-# Runs 10 configs x alpha in {0.1, 0.01}, then writes OUT_DIR/compare-<alpha>.md and the
+# Runs 11 configs x alpha in {0.1, 0.01}, then writes OUT_DIR/compare-<alpha>.md and the
 # figures of `gossip plot` (accuracy vs rounds and vs bytes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +13,7 @@ out=${1:-runs/federated}
 shift || true
 for alpha in 0.1 0.01; do
     runs=()
-    for config in fedavg fedavgm mimelite mime scaffold fedprox local_mixvr local_mixvr_alpha1 \
+    for config in fedavg fedavgm mimelite mime scaffold fedprox local_mixvr local_mixvr_round local_mixvr_alpha1 \
                   minibatch_sgd minibatch_asgd; do
         name="${config}-alpha${alpha}"
         gossip train --quiet --config "$here/$config.toml" --set "problem.alpha=$alpha" \
