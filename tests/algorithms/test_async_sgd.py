@@ -31,8 +31,9 @@ def rounds(exp: Experiment, R: int) -> None:
 def test_zero_delay_is_sgd_step_for_step() -> None:
     # worker 1 (seed 2: the only straggler) never arrives within the run: worker 0 alone,
     # tau = 0, the k-th update x_{k+1} = x_k - eta g_0(x_k) at problem step index k
-    exp = build("nodes=2", "topology.name=complete", "seed=2", "time.compute=1", "time.straggler_fraction=0.5",
-                "time.stragglers=fixed", "time.slowdown=1e9", "time.latency=0.5")
+    exp = build("nodes=2", "topology.name=complete", "seed=2", "time.compute=1",
+                "time.straggler_fraction=0.5", "time.stragglers=fixed", "time.slowdown=1e9",
+                "time.latency=0.5")
     assert exp.ctx.time.straggling(0, 2).tolist() == [False, True]
     x = exp.state.X[0].clone()
     for t in range(4):
