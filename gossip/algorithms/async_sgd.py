@@ -72,7 +72,8 @@ class AsyncSGDState(NamedTuple):
     ``L`` its gradient and loss there (valid where ``fresh``); per worker ``(n,)``: ``arrive``
     the arrival time of its next upload, ``count`` the gradients it started, ``version`` the
     server update its model is from, ``fresh`` whether that gradient is computed; ``k`` the
-    server updates so far and ``now`` the time of the last; ``hist`` the staleness counts."""
+    server updates so far and ``now`` the time of the last; ``hist`` the staleness counts
+    (``hist[tau]``, sized by the largest ``tau`` the time model allows)."""
 
     X: torch.Tensor
     W: torch.Tensor
@@ -122,11 +123,17 @@ class AsyncSGD(Algorithm):
         arrive = torch.tensor([self._compute(ctx, i, 0) + self._link(ctx, x) for i in range(n)],
                               dtype=torch.float64)
         zeros = torch.zeros(n, dtype=torch.int64)
+        # tau is at most (n - 1) (floor(C_max / C_min) + 1): while one gradient is on its way
+        # (one cycle, at most C_max = compute slowdown + 2 l), another worker arrives at most
+        # floor(C_max / C_min) + 1 times (its cycles last at least C_min = compute + 2 l)
+        model, link = ctx.time, self._link(ctx, x)
+        c_min, c_max = model.compute + 2 * link, model.compute * model.slowdown + 2 * link
+        size = (n - 1) * (int(c_max // c_min) + 2) + 1 if c_min > 0 else 1
         return AsyncSGDState(X, X.clone(), torch.zeros_like(X), X.new_zeros(X.shape[0]), arrive,
                              torch.ones(n, dtype=torch.int64), zeros, torch.zeros(n, dtype=bool),
                              torch.zeros((), dtype=torch.int64),
                              torch.zeros((), dtype=torch.float64),
-                             torch.zeros(0, dtype=torch.int64))
+                             torch.zeros(size, dtype=torch.int64))
 
     @staticmethod
     def _compute(ctx: Context, i: int, j: int) -> float:
@@ -151,7 +158,7 @@ class AsyncSGD(Algorithm):
         arrive, count = state.arrive.clone(), state.count.clone()
         version, fresh = state.version.clone(), state.fresh.clone()
         k, now = int(state.k), float(state.now)
-        hist = state.hist.tolist()
+        hist = state.hist.clone()
         link = self._link(ctx, x)
         row = x.numel() * x.element_size()
         queue = [(float(a), i) for i, a in enumerate(arrive.tolist())]
@@ -171,7 +178,6 @@ class AsyncSGD(Algorithm):
             if nodes.start <= i < nodes.stop:
                 W[i - nodes.start] = x
             version[i], fresh[i] = k, False
-            hist.extend([0] * (tau + 1 - len(hist)))
             hist[tau] += 1
             nxt = now + 2 * link + self._compute(ctx, i, int(count[i]))
             count[i] += 1
@@ -179,8 +185,7 @@ class AsyncSGD(Algorithm):
             heapq.heappush(queue, (nxt, i))
         X = x.expand_as(state.X).clone()
         new = AsyncSGDState(X, W, G, L, arrive, count, version, fresh,
-                            torch.tensor(k), torch.tensor(now, dtype=torch.float64),
-                            torch.tensor(hist, dtype=torch.int64))
+                            torch.tensor(k), torch.tensor(now, dtype=torch.float64), hist)
         return new, L
 
     def sim_time(self, state: AsyncSGDState) -> float:

@@ -29,10 +29,11 @@ def rounds(exp: Experiment, R: int) -> None:
 
 
 def test_zero_delay_is_sgd_step_for_step() -> None:
-    # worker 1 (seed 2: the only straggler) never arrives within the run: worker 0 alone,
+    # worker 1 (seed 2: the only straggler, first arrival at 100.5) does not arrive within
+    # the run (8 updates of worker 0 by 15.5): worker 0 alone,
     # tau = 0, the k-th update x_{k+1} = x_k - eta g_0(x_k) at problem step index k
     exp = build("nodes=2", "topology.name=complete", "seed=2", "time.compute=1",
-                "time.straggler_fraction=0.5", "time.stragglers=fixed", "time.slowdown=1e9",
+                "time.straggler_fraction=0.5", "time.stragglers=fixed", "time.slowdown=100",
                 "time.latency=0.5")
     assert exp.ctx.time.straggling(0, 2).tolist() == [False, True]
     x = exp.state.X[0].clone()
@@ -136,3 +137,17 @@ def test_refused(overrides, needle) -> None:
     with pytest.raises(ConfigError) as info:
         build("nodes=4", *overrides)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_continues_the_event_queue(tmp_path) -> None:
+    over = [*BASE, "nodes=5", "time.straggler_fraction=0.3", "time.slowdown=10",
+            "time.latency=0.01", "eval_every=2", f"out='{tmp_path}'"]
+    whole = run(load_config(None, [*over, "rounds=6", "name=whole"]), quiet=True)
+    run(load_config(None, [*over, "rounds=3", "name=part"]), quiet=True)
+    again = run(load_config(None, [*over, "rounds=6", "name=part"]), quiet=True,
+                resume=tmp_path / "part")
+    clocks = ("wall_time", "comm_time", "compute_time")
+    strip = [[{k: v for k, v in r.items() if k not in clocks} for r in read_metrics(tmp_path / n)
+              if r["round"] % 2 == 0] for n in ("whole", "part")]  # part also has round 3
+    assert strip[0] == strip[1] and len(strip[0]) == 3
+    assert again["staleness"] == whole["staleness"] and sum(whole["staleness"].values()) == 30
