@@ -24,15 +24,16 @@ One round of the simulator is ``n`` server updates (``n`` arrivals), so rounds c
 the synchronous algorithms in gradients computed. Bytes: per arrival ``d`` values up
 (``comm.gather_rows``) and ``d`` values down (``comm.broadcast``), 2 messages.
 
-Step size (``step``): ``"constant"``, ``eta_k = eta``; ``"delay_adaptive"``, the rule of
-Koloskova et al. (their Section on delay-adaptive stepsizes), ``eta_k = eta`` when
-``tau_k <= tau_C`` and ``eta_k = min(eta, 1 / (4 L tau_k))`` otherwise, with
-``eta <= 1 / (4 L tau_C)``. The simulator does not know ``L``; taking ``eta`` at that bound,
-``1 / (4 L tau_k) = eta tau_C / tau_k``, which we use (``large_delay = "scale"``);
-``large_delay = "drop"`` sets ``eta_k = 0`` (the gradient is discarded, also allowed by the
-paper's analysis). ``tau_C`` (``tau_c``; 0: ``n``) should be about the average delay, which is
-``n - 1`` for ``n`` equally fast workers. Where we depart: the paper's rule was taken from
-its text as recalled, not re-read in this project (to be checked against the paper).
+Step size (``step``): ``"constant"``, ``eta_k = eta``; ``"delay_adaptive"``, the paper's
+Theorem 8, eq. (11): ``eta_k = eta`` when ``tau_k <= tau_C`` and any value in
+``[0, min(eta, 1 / (4 L tau_k))]`` otherwise (``eta <= 1 / (4 L)``), of which we take the two
+the paper names: ``large_delay = "scale"``, ``eta_k = eta / tau_k`` (its "Tuning the stepsize"
+paragraph: "set eta_t <= eta / tau_t"; the simulator does not know ``L``) and
+``large_delay = "drop"``, ``eta_k = 0`` (the gradient is discarded). ``tau_C`` (``tau_c``;
+0: ``n``) is the paper's concurrency, the number of workers computing at once, here ``n``.
+The theorem is for identical functions on the workers; with heterogeneous ``f_i`` the paper
+notes that the adaptive step biases towards the fast workers (Section 5.3), as the constant
+one does through their more frequent arrivals.
 
 Gradients are computed lazily and in batches: when the next arrival's gradient is not yet
 computed, every worker whose held model has no gradient yet computes it, with problem step
@@ -92,7 +93,7 @@ def step_size(eta: float, tau: int, step: str, tau_c: int, large_delay: str) -> 
     """``eta_k`` for staleness ``tau`` (module docstring)."""
     if step == "constant" or tau <= tau_c:
         return eta
-    return eta * tau_c / tau if large_delay == "scale" else 0.0
+    return eta / tau if large_delay == "scale" else 0.0
 
 
 @register_algorithm
@@ -106,9 +107,9 @@ class AsyncSGD(Algorithm):
     @dataclass(frozen=True)
     class Config:
         step: str = option("constant", "step size rule", choices=("constant", "delay_adaptive"))
-        tau_c: int = option(0, "delay threshold tau_C of delay_adaptive (0: the number of "
-                            "workers n)", check=non_negative)
-        large_delay: str = option("scale", "delay_adaptive above tau_C: eta tau_C / tau "
+        tau_c: int = option(0, "delay threshold tau_C of delay_adaptive (0: the concurrency, "
+                            "the number of workers n)", check=non_negative)
+        large_delay: str = option("scale", "delay_adaptive above tau_C: eta / tau "
                                   "(scale) or 0 (drop)", choices=("scale", "drop"))
 
     def init(self, ctx: Context) -> AsyncSGDState:
