@@ -103,6 +103,8 @@ class AsyncSGD(Algorithm):
     name = "async_sgd"
     FOLLOWS_SCHEDULE = False  # a server; no W(t)
     SURVIVES_LOSS = False
+    LOSS_REASON = "has no rule for a lost gradient or a crashed worker (a resend would change "\
+        "the event times)"
 
     @dataclass(frozen=True)
     class Config:
@@ -116,6 +118,9 @@ class AsyncSGD(Algorithm):
         if ctx.time is None:
             raise ConfigError("algorithm.name='async_sgd' needs a [time] section (e.g. "
                               "time.compute=1): its staleness comes from the time model")
+        if getattr(ctx.problem, "honest", None) is not None:
+            raise ConfigError("algorithm.name='async_sgd' does not support an [attack]; use "
+                              "attack.name='none'")
         comm = ctx.comm
         n = comm.n
         X0 = ctx.problem.init_params(comm.nodes)

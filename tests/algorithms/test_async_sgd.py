@@ -130,7 +130,9 @@ def test_summary_records_and_bytes(tmp_path) -> None:
 
 @pytest.mark.parametrize("overrides, needle", [
     ([], "[time]"),
-    (["time.compute=1", "faults.drop=0.1"], "async_sgd"),
+    (["time.compute=1", "faults.drop=0.1"], "no rule for a lost gradient"),
+    (["time.compute=1", "faults.crash=[[1, 0, 2]]"], "no rule for a lost gradient"),
+    (["time.compute=1", "attack.name=sign_flip", "attack.nodes=1"], "[attack]"),
 ])
 def test_refused(overrides, needle) -> None:
     with pytest.raises(ConfigError) as info:
