@@ -41,9 +41,10 @@ index ``t n + e`` (round ``t``, event ``e`` of the round); with equal compute ti
 one batch per round, at step ``t n``. A batch's gradients are the same whatever the batching,
 as each depends only on the worker's held model and that step index.
 
-With equal compute times and zero latency the workers arrive in the order ``0 .. n-1`` every
-round: ``tau_k = k`` for ``k < n``, then ``tau_k = n - 1`` (SGD with a fixed delay); with one
-worker (``nodes = 1``) it is SGD step for step. ``summary.json`` gets ``staleness``, the
+With equal compute times (any latency) the workers arrive in the order ``0 .. n-1`` every
+round: ``tau_k = k`` for ``k < n``, then ``tau_k = n - 1`` (SGD with a fixed delay); while
+only one worker arrives (the others' first gradients later than the run) it is SGD step for
+step, ``tau_k = 0`` (both tested). ``summary.json`` gets ``staleness``, the
 histogram ``{tau: count}`` of the run's arrivals.
 
 Reported losses: each worker's loss at the last gradient it computed. Without a ``[time]``
