@@ -225,8 +225,10 @@ def check_faults(config: Mapping[str, Any]) -> None:
     what = f"faults.drop={f['drop']!r}" if f["drop"] > 0 else "faults.crash"
     if not entry.SURVIVES_LOSS:
         ok = sorted(n for n in ALGORITHMS.names() if ALGORITHMS[n].SURVIVES_LOSS)
-        raise ConfigError(f"{what}: algorithm.name={name!r} keeps public copies that every "
-                          f"holder must update alike and cannot lose messages; use drop = 0 "
+        why = getattr(entry, "LOSS_REASON", "keeps public copies that every holder must "
+                      "update alike")
+        raise ConfigError(f"{what}: algorithm.name={name!r} {why} and cannot lose messages; "
+                          f"use drop = 0 "
                           f"and no crashes, or one of: {', '.join(ok)}")
     if name == "allreduce" and config["compression"]["name"] == "none":
         raise ConfigError(f"{what} has no effect with algorithm.name='allreduce' without "

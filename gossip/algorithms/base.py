@@ -50,6 +50,9 @@ class Context:
         The run's seed (client sampling, randomised compressors).
     compressor : optional
         The run's compression operator (``gossip.compression``), or None for none.
+    time : optional
+        The run's ``[time]`` model (:class:`gossip.sim_time.TimeModel`), or None without one
+        (``async_sgd`` draws its events from it).
     """
 
     comm: Communicator
@@ -59,6 +62,7 @@ class Context:
     lr: Callable[[int], float]
     seed: int = 0
     compressor: Any = None
+    time: Any = None
 
 
 class Algorithm(ABC):

@@ -224,7 +224,8 @@ class Experiment:
         alg = with_crashes(alg, config)
         talk, clock = make_clock(config, timed, alg)  # [time]: simulated time per round
         ctx = Context(talk, problem, schedule, graph, lr_schedule(alg_cfg, config["rounds"]),
-                      seed=config["seed"], compressor=compressor)
+                      seed=config["seed"], compressor=compressor,
+                      time=clock.model if clock is not None else None)
         try:
             state = alg.init(ctx)
         except TopologyError as err:
@@ -325,6 +326,8 @@ class Experiment:
             "topology": self._topology_summary(),
             "versions": versions(),
         }
+        if hasattr(alg, "report"):  # async_sgd: the staleness histogram
+            summary.update(alg.report(self.state))
         if self.attack is not None:
             summary["attack"] = self.attack.describe()
         if self.compressor is not None:

@@ -168,7 +168,9 @@ class _Loop:
                 exp.state, losses = exp.algorithm.round(exp.state, t, exp.ctx)
                 timed.paused = True
                 if exp.clock is not None:  # [time]: the round's simulated duration
-                    clocks["sim"] = clocks.get("sim", 0.0) + exp.clock.round(t)
+                    step = exp.clock.round(t)
+                    own = getattr(exp.algorithm, "sim_time", None)  # async_sgd: event time
+                    clocks["sim"] = own(exp.state) if own else clocks.get("sim", 0.0) + step
                 elapsed = time.perf_counter() - tic
                 spent = timed.seconds - comm_before
                 clocks["wall"] += elapsed

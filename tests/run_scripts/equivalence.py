@@ -18,12 +18,16 @@ NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
             for name in ("fedprox", "scaffold", "mime", "mimelite")},
          "minibatch_sgd": ["algorithm.budget=2", "algorithm.accelerated=true",
                            "algorithm.client_fraction=0.5"],
-         "local_mixvr": ["algorithm.budget=3", "algorithm.alpha=0.4"]}
+         "local_mixvr": ["algorithm.budget=3", "algorithm.alpha=0.4"],
+         # events from the [time] model: stragglers, latency, bandwidth; delay-adaptive step
+         "async_sgd": ["time.straggler_fraction=0.3", "time.slowdown=10", "time.latency=0.01",
+                       "time.bandwidth=1e5", "algorithm.step=delay_adaptive",
+                       "algorithm.tau_c=3"]}
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
-         "dsgd-time")
+         "dsgd-time", "async_sgd-ring")
 
 
 def cases() -> dict[str, list[str]]:
