@@ -17,6 +17,7 @@ from typing import Any
 
 from gossip.algorithms import (  # noqa: F401  (each module registers its algorithms)
     allreduce,
+    async_gossip,
     async_sgd,
     beer,
     choco,

@@ -20,8 +20,8 @@ from tests.mpi_util import REPO_ROOT, requires_mpi, run_mpi
 
 #: The start of every ``train`` row: a quadratic run of two rounds, nothing printed but errors.
 QUICK = ["--quiet", "--set", "problem.name=quadratic", "--set", "rounds=2"]
-ALGORITHMS = "allreduce, async_sgd, beer, choco, clipped_gossip, d2, dsgd, fedavg, fedprox, " \
-             "gradient_tracking, local_mixvr, mime, mimelite, minibatch_sgd, " \
+ALGORITHMS = "allreduce, async_gossip, async_sgd, beer, choco, clipped_gossip, d2, dsgd, fedavg, " \
+             "fedprox, gradient_tracking, local_mixvr, mime, mimelite, minibatch_sgd, " \
              "naive_compressed_dsgd, relaysum_grad, relaysum_model, robust_dsgd, scaffold"
 COMPRESSING = "allreduce, beer, choco, fedavg, naive_compressed_dsgd"
 FOLLOWS_W = "beer, choco, clipped_gossip, d2, dsgd, gradient_tracking, naive_compressed_dsgd, " \
