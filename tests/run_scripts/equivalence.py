@@ -22,12 +22,15 @@ NEEDS = {"choco": ["compression.name=topk", "compression.ratio=0.5"],
          # events from the [time] model: stragglers, latency, bandwidth; delay-adaptive step
          "async_sgd": ["time.straggler_fraction=0.3", "time.slowdown=10", "time.latency=0.01",
                        "time.bandwidth=1e5", "algorithm.step=delay_adaptive",
-                       "algorithm.tau_c=3"]}
+                       "algorithm.tau_c=3"],
+         # the same events, pairs of ring neighbours whose rows travel between host ranks
+         "async_gossip": ["time.straggler_fraction=0.3", "time.slowdown=10",
+                          "time.latency=0.01", "time.bandwidth=1e5"]}
 COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=0.3",
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
-         "dsgd-time", "async_sgd-ring")
+         "dsgd-time", "async_sgd-ring", "async_gossip-ring")
 
 
 def cases() -> dict[str, list[str]]:
