@@ -9,12 +9,14 @@ graph uniformly at random, the pair averages and ``i`` applies its gradient::
 
 ``x_hat_i`` the model node ``i`` read when it started that gradient (after its previous
 update): a pair average that another node started with ``i`` in between changes ``x_i`` but
-not ``x_hat_i``, the staleness of AD-PSGD. We follow Algorithm 1 with the pair average
-atomic and its matrix ``W_k = I - (e_i - e_j)(e_i - e_j)^T / 2`` (doubly stochastic, so
-without gradients ``sum_i x_i`` is kept and the models reach the initial average); we
-depart from it in that the gradient is applied after the averaging on the node's own
-row only (the paper's step 4), with no bipartite active/passive split (its Section 4
-remark on deadlocks concerns real locks, not an event queue).
+not ``x_hat_i``, the staleness of AD-PSGD. We follow Algorithm 1's order (gradient at
+``x_hat_i``, then the pair average ``W_k = I - (e_i - e_j)(e_i - e_j)^T / 2``, doubly
+stochastic, so without gradients ``sum_i x_i`` is kept and the models reach the initial
+average, then the gradient step on ``x_i`` alone). Where we depart: the average is atomic
+at the event's time (``j`` is not blocked; its own gradient keeps its older ``x_hat_j``),
+``W_k`` picks ``j`` uniformly among ``i``'s neighbours (the paper allows any distribution
+of ``W_k``), and there is no bipartite active/passive split (the paper's guard against
+deadlocks of real locks, which an event queue does not have).
 
 Events (:mod:`heapq`, in order of ``(time, node id)``, deterministic from the seed): at time
 0 every node starts its first gradient. Node ``i``'s ``k``-th gradient takes ``c_i(k)``
