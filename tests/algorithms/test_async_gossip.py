@@ -112,6 +112,7 @@ def test_refused_without_time() -> None:
 
 @pytest.mark.parametrize("overrides, needle", [
     (["faults.drop=0.1"], "no rule for a lost half"),
+    (["faults.crash=[[1, 0, 2]]"], "no rule for a lost half"),
     (["compression.name=topk", "compression.ratio=0.5"], "compression"),
     (["attack.name=sign_flip", "attack.nodes=1"], "[attack]"),
 ])
@@ -119,3 +120,15 @@ def test_refused(overrides, needle) -> None:
     with pytest.raises(ConfigError) as info:
         build("nodes=4", *overrides)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_continues_the_event_queue(tmp_path) -> None:
+    over = [*BASE, "nodes=5", "time.straggler_fraction=0.3", "time.slowdown=10",
+            "time.latency=0.01", "eval_every=2", f"out='{tmp_path}'"]
+    run(load_config(None, [*over, "rounds=6", "name=whole"]), quiet=True)
+    run(load_config(None, [*over, "rounds=3", "name=part"]), quiet=True)
+    run(load_config(None, [*over, "rounds=6", "name=part"]), quiet=True, resume=tmp_path / "part")
+    clocks = ("wall_time", "comm_time", "compute_time")
+    strip = [[{k: v for k, v in r.items() if k not in clocks} for r in read_metrics(tmp_path / n)
+              if r["round"] % 2 == 0] for n in ("whole", "part")]  # part also has round 3
+    assert strip[0] == strip[1] and len(strip[0]) == 3
