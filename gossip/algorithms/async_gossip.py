@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gossip.algorithms.async_sgd import AsyncSGD
+from gossip.algorithms.async_sgd import compute_seconds, link_seconds
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.errors import ConfigError
 
@@ -100,7 +100,7 @@ class AsyncGossip(Algorithm):
             raise ConfigError(f"algorithm.name='async_gossip' needs a neighbour for every "
                               f"node; node {lonely[0]} has none (use a connected topology)")
         X = ctx.problem.init_params(ctx.comm.nodes)
-        finish = torch.tensor([AsyncSGD._compute(ctx, i, 0) for i in range(n)],
+        finish = torch.tensor([compute_seconds(ctx, i, 0) for i in range(n)],
                               dtype=torch.float64)
         return AsyncGossipState(X, X.clone(), torch.zeros_like(X), X.new_zeros(X.shape[0]),
                                 finish, torch.zeros(n, dtype=torch.int64),
@@ -113,7 +113,7 @@ class AsyncGossip(Algorithm):
         eta = float(ctx.lr(t))
         X, W, G, L = state.X.clone(), state.W.clone(), state.G.clone(), state.L.clone()
         finish, count, fresh = state.finish.clone(), state.count.clone(), state.fresh.clone()
-        link = AsyncSGD._link(ctx, X[0])
+        link = link_seconds(ctx, X[0])
         queue = [(float(f), i) for i, f in enumerate(finish.tolist())]
         heapq.heapify(queue)
         for e in range(n):
@@ -137,7 +137,7 @@ class AsyncGossip(Algorithm):
                 W[r] = X[r]
             fresh[i] = False
             count[i] = k + 1
-            finish[i] = now + link + AsyncSGD._compute(ctx, i, k + 1)
+            finish[i] = now + link + compute_seconds(ctx, i, k + 1)
             heapq.heappush(queue, (float(finish[i]), i))
         new = AsyncGossipState(X, W, G, L, finish, count, fresh,
                                torch.tensor(now, dtype=torch.float64))

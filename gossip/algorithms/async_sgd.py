@@ -66,7 +66,7 @@ from gossip.errors import ConfigError
 from gossip.options import non_negative
 from gossip.registry import option
 
-__all__ = ["AsyncSGD", "AsyncSGDState", "step_size"]
+__all__ = ["AsyncSGD", "AsyncSGDState", "compute_seconds", "link_seconds", "step_size"]
 
 
 class AsyncSGDState(NamedTuple):
@@ -95,6 +95,22 @@ def step_size(eta: float, tau: int, step: str, tau_c: int, large_delay: str) -> 
     if step == "constant" or tau <= tau_c:
         return eta
     return eta / tau if large_delay == "scale" else 0.0
+
+
+def compute_seconds(ctx: Context, i: int, j: int) -> float:
+    """Seconds node ``i`` takes for its ``j``-th gradient under the run's time model
+    (``ctx.time``): ``time.compute``, ``time.slowdown`` times more when it straggles at ``j``."""
+    model = ctx.time
+    slow = bool(model.straggling(j, ctx.comm.n)[i])
+    return model.compute * (model.slowdown if slow else 1.0)
+
+
+def link_seconds(ctx: Context, x: torch.Tensor) -> float:
+    """Seconds one message of the row ``x`` takes on a link: ``time.latency`` plus its bits
+    over ``time.bandwidth`` (no bandwidth term for ``bandwidth = 0``, infinite)."""
+    model = ctx.time
+    wire = 8.0 * x.numel() * x.element_size() / model.bandwidth if model.bandwidth > 0 else 0.0
+    return model.latency + wire
 
 
 @register_algorithm
@@ -127,13 +143,13 @@ class AsyncSGD(Algorithm):
         X0 = ctx.problem.init_params(comm.nodes)
         x = comm.mean_rows(X0)
         X = x.expand_as(X0).clone()
-        arrive = torch.tensor([self._compute(ctx, i, 0) + self._link(ctx, x) for i in range(n)],
+        arrive = torch.tensor([compute_seconds(ctx, i, 0) + link_seconds(ctx, x) for i in range(n)],
                               dtype=torch.float64)
         zeros = torch.zeros(n, dtype=torch.int64)
         # tau is at most (n - 1) (floor(C_max / C_min) + 1): while one gradient is on its way
         # (one cycle, at most C_max = compute slowdown + 2 l), another worker arrives at most
         # floor(C_max / C_min) + 1 times (its cycles last at least C_min = compute + 2 l)
-        model, link = ctx.time, self._link(ctx, x)
+        model, link = ctx.time, link_seconds(ctx, x)
         c_min, c_max = model.compute + 2 * link, model.compute * model.slowdown + 2 * link
         size = (n - 1) * (int(c_max // c_min) + 2) + 1 if c_min > 0 else 1
         return AsyncSGDState(X, X.clone(), torch.zeros_like(X), X.new_zeros(X.shape[0]), arrive,
@@ -141,18 +157,6 @@ class AsyncSGD(Algorithm):
                              torch.zeros((), dtype=torch.int64),
                              torch.zeros((), dtype=torch.float64),
                              torch.zeros(size, dtype=torch.int64))
-
-    @staticmethod
-    def _compute(ctx: Context, i: int, j: int) -> float:
-        model = ctx.time
-        slow = bool(model.straggling(j, ctx.comm.n)[i])
-        return model.compute * (model.slowdown if slow else 1.0)
-
-    @staticmethod
-    def _link(ctx: Context, x: torch.Tensor) -> float:
-        model = ctx.time
-        wire = 8.0 * x.numel() * x.element_size() / model.bandwidth if model.bandwidth > 0 else 0.0
-        return model.latency + wire
 
     def round(self, state: AsyncSGDState, t: int, ctx: Context
               ) -> tuple[AsyncSGDState, torch.Tensor]:
@@ -166,7 +170,7 @@ class AsyncSGD(Algorithm):
         version, fresh = state.version.clone(), state.fresh.clone()
         k, now = int(state.k), float(state.now)
         hist = state.hist.clone()
-        link = self._link(ctx, x)
+        link = link_seconds(ctx, x)
         row = x.numel() * x.element_size()
         queue = [(float(a), i) for i, a in enumerate(arrive.tolist())]
         heapq.heapify(queue)
@@ -186,7 +190,7 @@ class AsyncSGD(Algorithm):
                 W[i - nodes.start] = x
             version[i], fresh[i] = k, False
             hist[tau] += 1
-            nxt = now + 2 * link + self._compute(ctx, i, int(count[i]))
+            nxt = now + 2 * link + compute_seconds(ctx, i, int(count[i]))
             count[i] += 1
             arrive[i] = nxt
             heapq.heappush(queue, (nxt, i))
