@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gossip.algorithms.async_sgd import compute_seconds, link_seconds
+from gossip.algorithms.async_sgd import compute_seconds, link_seconds, refresh_gradients
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.errors import ConfigError
 
@@ -118,11 +118,8 @@ class AsyncGossip(Algorithm):
         heapq.heapify(queue)
         for e in range(n):
             now, i = heapq.heappop(queue)
-            if not fresh[i]:  # every node without a gradient computes it (one batch)
-                mask = ~fresh[nodes.start:nodes.stop].to(W.device)
-                G_new, L_new = ctx.problem.gradients(W, nodes, t * n + e)
-                G[mask], L[mask] = G_new[mask], L_new[mask].to(L.dtype)
-                fresh[:] = True
+            if not fresh[i]:
+                refresh_gradients(ctx, W, G, L, fresh, t * n + e)
             k = int(count[i])
             j = partner(ctx.seed, i, k, sorted(int(v) for v in ctx.graph.neighbors(i)))
             sent = {(a, b): (X[a - nodes.start].clone(),) for a, b in ((i, j), (j, i))

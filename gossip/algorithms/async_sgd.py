@@ -66,7 +66,8 @@ from gossip.errors import ConfigError
 from gossip.options import non_negative
 from gossip.registry import option
 
-__all__ = ["AsyncSGD", "AsyncSGDState", "compute_seconds", "link_seconds", "step_size"]
+__all__ = ["AsyncSGD", "AsyncSGDState", "compute_seconds", "link_seconds",
+           "refresh_gradients", "step_size"]
 
 
 class AsyncSGDState(NamedTuple):
@@ -111,6 +112,18 @@ def link_seconds(ctx: Context, x: torch.Tensor) -> float:
     model = ctx.time
     wire = 8.0 * x.numel() * x.element_size() / model.bandwidth if model.bandwidth > 0 else 0.0
     return model.latency + wire
+
+
+def refresh_gradients(ctx: Context, W: torch.Tensor, G: torch.Tensor, L: torch.Tensor,
+                      fresh: torch.Tensor, step: int) -> None:
+    """In place: every hosted node without a pending gradient (``fresh`` false, ``(n,)`` over
+    all nodes) computes it at its read model ``W`` in one batch at problem step ``step`` into
+    ``G``, ``L``; afterwards every node has one (``fresh`` all true, on every process alike)."""
+    nodes = ctx.comm.nodes
+    mask = ~fresh[nodes.start:nodes.stop].to(W.device)
+    G_new, L_new = ctx.problem.gradients(W, nodes, step)
+    G[mask], L[mask] = G_new[mask], L_new[mask].to(L.dtype)
+    fresh[:] = True
 
 
 @register_algorithm
@@ -176,11 +189,8 @@ class AsyncSGD(Algorithm):
         heapq.heapify(queue)
         for e in range(n):
             now, i = heapq.heappop(queue)
-            if not fresh[i]:  # every worker without a gradient computes it (one batch)
-                mask = ~fresh[nodes.start:nodes.stop].to(W.device)
-                G_new, L_new = ctx.problem.gradients(W, nodes, t * n + e)
-                G[mask], L[mask] = G_new[mask], L_new[mask].to(L.dtype)
-                fresh[:] = True
+            if not fresh[i]:
+                refresh_gradients(ctx, W, G, L, fresh, t * n + e)
             _, rows, _ = comm.gather_rows(G, row, np.array([i]), t)
             tau = k - int(version[i])
             x = x - step_size(eta, tau, o.step, tau_c, o.large_delay) * rows[0]
