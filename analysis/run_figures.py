@@ -6,8 +6,8 @@ Figures (each skipped when no run has the metric):
 - ``accuracy_vs_bytes.png``: test accuracy vs bytes sent by all nodes (log x), the
   communication-efficiency view of compressed gossip (Koloskova et al. 2019, Fig. 3);
 - ``accuracy_vs_time.png``: test accuracy vs simulated time (``sim_time``, the ``[time]``
-  model of :mod:`gossip.sim_time`: compute, stragglers, latency, bandwidth on the real bytes),
-  for runs with a time model;
+  model of :mod:`gossip.network.sim_time`: compute, stragglers, latency, bandwidth on the real
+  bytes), for runs with a time model;
 - ``consensus_distance.png``: ``1/n sum_i ||x_i - x_bar||^2`` vs round (log y), the quantity the
   D-SGD rates bound (Koloskova et al. 2020);
 - ``train_loss.png``: mean training loss over nodes vs round (log y);

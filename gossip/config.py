@@ -1,9 +1,9 @@
 """Run configuration: one TOML file, dotted ``--set`` overrides, every key validated.
 
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
-``[topology]``, ``[algorithm]``, ``[problem]``, ``[compression]``, ``[data]``, ``[model]``,
-``[faults]`` (:mod:`gossip.faults`), ``[time]`` (:mod:`gossip.sim_time`) and ``[attack]``
-(:mod:`gossip.attacks`).
+``[topology]`` (:mod:`gossip.network.topology`), ``[algorithm]``, ``[problem]``,
+``[compression]``, ``[data]``, ``[model]``, ``[faults]`` (:mod:`gossip.network.faults`),
+``[time]`` (:mod:`gossip.network.sim_time`) and ``[attack]`` (:mod:`gossip.robust.attacks`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gossip.errors import ConfigError
+from gossip.network.topology import TOPOLOGY_OPTIONS, build_topology, resolve_topology
 from gossip.options import (
     SEED_MAX,
     Option,
@@ -40,7 +41,6 @@ from gossip.options import (
     type_name,
     unknown_name,
 )
-from gossip.topology_config import TOPOLOGY_OPTIONS, build_topology, resolve_topology
 
 __all__ = [
     "Config",
@@ -301,7 +301,7 @@ def _check_combinations(out: dict) -> None:
         raise ConfigError(f"topology.schedule={topo['schedule']!r} has no effect with "
                           f"algorithm.name={alg['name']!r}, which does not mix with W(t); use "
                           f"schedule 'static' or one of: {', '.join(users)}")
-    from gossip.faults import check_faults
+    from gossip.network.faults import check_faults
 
     check_faults(out)
 
@@ -387,7 +387,7 @@ def describe_keys() -> str:
     lines += [_line(f"compression.{o.name}", o) for o in _reg_compressor_options("none")]
     lines += ["", "[faults]"] + [_line(f"faults.{o.name}", o) for o in _fault_options()]
     lines += ["", "[time]"] + [_line(f"time.{o.name}", o) for o in _time_options()]
-    lines += ["", "[attack] (gossip.attacks)"]
+    lines += ["", "[attack] (gossip.robust.attacks)"]
     for name in _reg_attack_names():
         lines += [f"  attack.name = {name!r}:"]
         opts = _reg_attack_options(name)
@@ -425,13 +425,13 @@ def _reg_problem_options(name: str) -> list[Option]:
 
 
 def _fault_options() -> list[Option]:
-    from gossip.faults import FAULT_OPTIONS
+    from gossip.network.faults import FAULT_OPTIONS
 
     return FAULT_OPTIONS
 
 
 def _time_options() -> list[Option]:
-    from gossip.sim_time import TIME_OPTIONS
+    from gossip.network.sim_time import TIME_OPTIONS
 
     return TIME_OPTIONS
 
@@ -451,12 +451,12 @@ def _reg_compressor_options(name: str) -> list[Option]:
 
 
 def _reg_attack_names() -> list[str]:
-    from gossip.attacks import ATTACKS
+    from gossip.robust.attacks import ATTACKS
 
     return ATTACKS.names()
 
 
 def _reg_attack_options(name: str) -> list[Option]:
-    from gossip.attacks import ATTACKS
+    from gossip.robust.attacks import ATTACKS
 
     return ATTACKS.options(name)

@@ -12,13 +12,13 @@ since the model the gradient was computed at.
 
 Events (an event queue, :mod:`heapq`, deterministic from the seed): at time 0 every worker
 holds ``x_0``. Worker ``i``'s ``j``-th gradient takes ``c_i(j)`` seconds, ``compute`` times
-``slowdown`` when :meth:`~gossip.sim_time.TimeModel.straggling` marks ``i`` at index ``j``
+``slowdown`` when :meth:`~gossip.network.sim_time.TimeModel.straggling` marks ``i`` at index ``j``
 (``stragglers = "per_round"``: drawn afresh for every gradient; ``"fixed"``: once), and each
 message (upload of ``g``, download of ``x``, ``d`` values each) ``l = latency + 8 * 4d / B``
 (fp32; ``d * element_size`` bytes). The ``j``-th upload of worker ``i`` arrives at
 ``a_i(j) = a_i(j-1) + 2 l + c_i(j)`` (``a_i(0) = c_i(0) + l``); arrivals are served in
 order of ``(time, worker id)``. ``sim_time`` in the records is the time of the last server
-update so far (not :mod:`gossip.sim_time`'s synchronous round model).
+update so far (not :mod:`gossip.network.sim_time`'s synchronous round model).
 
 One round of the simulator is ``n`` server updates (``n`` arrivals), so rounds compare with
 the synchronous algorithms in gradients computed. Bytes: per arrival ``d`` values up

@@ -51,7 +51,7 @@ class Context:
     compressor : optional
         The run's compression operator (``gossip.compression``), or None for none.
     time : optional
-        The run's ``[time]`` model (:class:`gossip.sim_time.TimeModel`), or None without one
+        The run's ``[time]`` model (:class:`gossip.network.sim_time.TimeModel`), or None without one
         (``async_sgd`` draws its events from it).
     """
 
@@ -86,7 +86,7 @@ class Algorithm(ABC):
     #: other than ``static`` is rejected for one that does not.
     FOLLOWS_SCHEDULE: ClassVar[bool] = True
     #: Whether the algorithm runs on a channel that loses messages (``[faults]`` drop and
-    #: crash, :mod:`gossip.faults`): it follows the channel's rule for a lost message
+    #: crash, :mod:`gossip.network.faults`): it follows the channel's rule for a lost message
     #: (:mod:`gossip.comm.channel`). CHOCO and BEER cannot: every holder of a public copy must
     #: update it alike, so a config that loses messages is refused for them.
     SURVIVES_LOSS: ClassVar[bool] = True

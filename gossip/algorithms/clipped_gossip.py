@@ -22,13 +22,13 @@ neighbours are honest, is not computable by a node). A lost message counts as
 ``x_j = x_i`` (its weight stays with ``x_i``), as in D-SGD.
 
 ``robust_dsgd``: ``x_i^{t+1} = agg({x_i^{t+1/2}} + {x_j^{t+1/2} : j in N_i})`` with a rule of
-:mod:`gossip.aggregators` (``algorithm.aggregator``, ``aggregator_options``; ``cclip`` is
+:mod:`gossip.robust.aggregators` (``algorithm.aggregator``, ``aggregator_options``; ``cclip`` is
 centred at the node's own model), unweighted over the received rows, as the decentralized
 baselines of He et al. (DeCM, DeTM, DeKrum ...). Lost messages are left out.
 
 Bytes: one gossip step (``comm.share`` of ``x^{t+1/2}``), as D-SGD. Both inform an
 omniscient attack (ALIE, IPM) of the honest half-step models before sending
-(:func:`gossip.attacks.inform_adversary`).
+(:func:`gossip.robust.attacks.inform_adversary`).
 """
 
 from __future__ import annotations
@@ -42,15 +42,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossip.aggregators import AGGREGATORS, make_aggregator
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.algorithms.dsgd import momentum_option
 from gossip.algorithms.local import sgd_steps
-from gossip.attacks import inform_adversary
 from gossip.comm.channel import Delivery
 from gossip.errors import ConfigError
 from gossip.options import at_least, non_negative
 from gossip.registry import option
+from gossip.robust.aggregators import AGGREGATORS, make_aggregator
+from gossip.robust.attacks import inform_adversary
 
 __all__ = ["ClippedGossip", "RobustDSGD", "RobustGossipState", "neighbourhoods",
            "clip_radius"]

@@ -2,7 +2,7 @@
 
 The server step ``w <- w - gamma agg({u_i})`` over the uploads ``u_i`` of the senders (the
 gradients of ``allreduce``, the updates ``Delta_i`` of ``fedavg``), ``agg`` one of
-:mod:`gossip.aggregators` (``algorithm.aggregator`` with ``algorithm.aggregator_options``).
+:mod:`gossip.robust.aggregators` (``algorithm.aggregator`` with ``algorithm.aggregator_options``).
 With worker momentum ``beta`` (``algorithm.worker_momentum``) every worker sends its momentum
 instead (Karimireddy, He, Jaggi 2021, "Learning from History for Byzantine Robust
 Optimization", Algorithm 1)::
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gossip.aggregators import AGGREGATORS, make_aggregator
-from gossip.attacks import adversary, inform_adversary
 from gossip.errors import ConfigError
 from gossip.options import non_negative
 from gossip.registry import option
+from gossip.robust.aggregators import AGGREGATORS, make_aggregator
+from gossip.robust.attacks import adversary, inform_adversary
 
 __all__ = ["RobustServerOptions", "buckets", "init_robust", "is_robust", "robust_aggregate"]
 
@@ -48,7 +48,7 @@ def _beta(v: float) -> str | None:
 class RobustServerOptions:
     """``[algorithm]`` keys of the robust server (``allreduce``, ``fedavg``)."""
 
-    aggregator: str = option("mean", "server's aggregation rule (gossip.aggregators)",
+    aggregator: str = option("mean", "server's aggregation rule (gossip.robust.aggregators)",
                              choices=AGGREGATORS)
     aggregator_options: dict = option({}, "options of the aggregator, e.g. {f = 3} for krum")
     worker_momentum: float = option(0.0, "beta of the momentum m_i = (1 - beta) u_i + beta m_i "

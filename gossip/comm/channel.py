@@ -36,7 +36,7 @@ public copy of a node per process, which every holder must update alike, so they
 ValueError when a message of theirs is lost or replaced. Not through the channel: the server's
 downloads (``broadcast``) and the exact ring all-reduce (``allreduce_mean``).
 
-A run's channel comes from its ``[faults]`` section (:func:`gossip.faults.fault_channel`);
+A run's channel comes from its ``[faults]`` section (:func:`gossip.network.faults.fault_channel`);
 :class:`Compose` chains channels (faults and an attack together).
 
 By default a communicator has the :data:`IDENTITY` channel: every message arrives as sent and

@@ -44,7 +44,7 @@ class Problem(ABC):
         Where and in which precision the block lives.
     honest : ndarray of int64 or None
         Under an ``[attack]``, the sorted ids of the honest nodes (set by
-        :func:`gossip.attacks.build_attack`): ``evaluate`` reports over them only, against
+        :func:`gossip.robust.attacks.build_attack`): ``evaluate`` reports over them only, against
         their objective ``1/|H| sum_{i in H} f_i``; ``None``: every node.
     """
 

@@ -6,10 +6,10 @@ building shows, such as a disconnected graph or compressor keys that do not fit 
 reported here as a one-line ConfigError, the same on every rank):
 
 - the torch threads (:func:`gossip.runner.launch_env.torch_threads`), the seed and the device;
-- the graph and the schedule ``W(t)`` (:func:`gossip.topology_config.build_topology`);
+- the graph and the schedule ``W(t)`` (:func:`gossip.network.topology.build_topology`);
 - the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
 - the problem, the algorithm, its :class:`~gossip.algorithms.Context`, the ``[attack]``
-  (:func:`gossip.attacks.build_attack`: its channel becomes the communicator's) and the state
+  (:func:`gossip.robust.attacks.build_attack`: its channel becomes the communicator's) and the state
   ``alg.init(ctx)``.
 
 :func:`gossip.runner.loop.run` then reads::
@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 
 import torch
 
-from gossip.attacks import AttackChannel
 from gossip.comm.base import CommStats, Communicator
 from gossip.comm.channel import IDENTITY
 from gossip.comm.device import local_rank, pick_device
@@ -42,13 +41,14 @@ from gossip.comm.factory import make_comm
 from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
-from gossip.faults import with_crashes, with_faults, without_faults
+from gossip.network.faults import with_crashes, with_faults, without_faults
+from gossip.network.sim_time import make_clock
+from gossip.robust.attacks import AttackChannel
 from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
 from gossip.runner.resume import resume_checkpoint
 from gossip.runner.rundir import default_name, new_run_dir, versions, write_text
-from gossip.sim_time import make_clock
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
 
@@ -128,8 +128,8 @@ def _network(config: Config):
 
 
 def _attack(config: Config, problem, alg, compressor):
-    """The run's :class:`~gossip.attacks.Attack` (``None`` for ``attack.name = "none"``)."""
-    from gossip.attacks import build_attack
+    """The run's :class:`~gossip.robust.attacks.Attack` (``None`` for ``attack.name = "none"``)."""
+    from gossip.robust.attacks import build_attack
 
     return build_attack(config["attack"], config["nodes"], config["seed"], problem, alg,
                         compressor is not None)
@@ -162,12 +162,12 @@ class Experiment:
     run_dir : Path or None
         The run folder, once :meth:`begin` or :meth:`restore` has been called.
     clock : SimClock or None
-        The ``[time]`` model (:mod:`gossip.sim_time`); None without one.
+        The ``[time]`` model (:mod:`gossip.network.sim_time`); None without one.
     lock : RunLock or None
         Rank 0's lock on the run folder (:mod:`gossip.runner.lock`), until :meth:`release`.
     last_checkpoint : int or None
         The round of the last complete checkpoint in the run folder (None: none yet).
-    attack : gossip.attacks.Attack or None
+    attack : gossip.robust.attacks.Attack or None
         The ``[attack]`` of the run (its channel is the communicator's), ``None`` for none.
     """
 
@@ -213,7 +213,7 @@ class Experiment:
         own = {o.name for o in ALGORITHMS.options(alg_cfg["name"])}
         alg = make_algorithm(alg_cfg["name"], {k: v for k, v in alg_cfg.items() if k in own})
         # The channel: the [attack] (a reused communicator's earlier attack dropped), then the
-        # [faults] after it (gossip.faults.with_faults replaces an earlier run's faults).
+        # [faults] after it (gossip.network.faults.with_faults replaces an earlier run's faults).
         attack = _attack(config, problem, alg, compressor)
         before = without_faults(comm.channel)
         if attack is not None and attack.channel is not None:

@@ -75,7 +75,7 @@ def make_record(
     sim_time: float | None = None,
 ) -> dict[str, Any]:
     """One metrics line, in a fixed key order (problem metrics last); ``sim_time`` (the
-    ``[time]`` model's seconds, :mod:`gossip.sim_time`) only when given."""
+    ``[time]`` model's seconds, :mod:`gossip.network.sim_time`) only when given."""
     record: dict[str, Any] = {"round": round_}
     if epoch is not None:
         record["epoch"] = epoch

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from gossip.attacks import pick_byzantine
 from gossip.config import load_config
 from gossip.errors import ConfigError
 from gossip.problems.registry import make_problem
+from gossip.robust.attacks import pick_byzantine
 from gossip.runner.loop import run
 from gossip.runner.rundir import read_metrics
 
@@ -100,7 +100,7 @@ def test_a_robust_rule_holds_where_the_mean_is_driven_away(tmp_path):
 
 def test_alie_is_what_its_formula_says(tmp_path):
     # one round from x = 0 with cm on 8 workers, 2 Byzantine: they send mu - z sigma
-    from gossip.attacks import alie_z
+    from gossip.robust.attacks import alie_z
 
     _, s = _run(tmp_path, "alie", "algorithm.name=allreduce", "attack.name=alie",
                 "attack.nodes=2", "algorithm.aggregator=mean", "algorithm.lr=1.0", rounds=1)

@@ -1,4 +1,4 @@
-"""``[faults]``: lost messages and crashed nodes from the config (gossip/faults.py).
+"""``[faults]``: lost messages and crashed nodes from the config (gossip/network/faults.py).
 
 Exact properties: without faults a run is bit for bit the run without ``[faults]``; symmetric
 drops keep D-SGD's average moving by the gradients only; gradient tracking's invariant holds
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from gossip import faults as faults_module
 from gossip.comm.channel import IDENTITY, SERVER, Compose, DropChannel, ReplaceChannel
 from gossip.config import load_config
 from gossip.errors import ConfigError
-from gossip.faults import CrashChannel, Crashes, fault_channel
+from gossip.network import faults as faults_module
+from gossip.network.faults import CrashChannel, Crashes, fault_channel
 from gossip.runner.experiment import Experiment
 from gossip.runner.loop import run
 from gossip.runner.rundir import read_metrics
@@ -154,7 +154,7 @@ def test_refused_at_config_time(overrides, needle) -> None:
 
 def test_faults_follow_a_channel_set_in_code_and_do_not_stack() -> None:
     from gossip.comm.local import LocalComm
-    from gossip.faults import FaultChannel, with_faults
+    from gossip.network.faults import FaultChannel, with_faults
 
     attack = ReplaceChannel([1], lambda s, d, t, rows: rows)
     comm = LocalComm(8)
@@ -173,7 +173,7 @@ def test_an_attack_and_faults_compose(tmp_path) -> None:
     """``[attack]`` and ``[faults]`` together: the communicator's channel chains both (the
     attack first), the omniscient adversary is still found and told the honest rows, and a run
     whose faults lose nothing equals the attack alone bit for bit."""
-    from gossip.attacks import AttackChannel, adversary
+    from gossip.robust.attacks import AttackChannel, adversary
 
     attack = ["algorithm.name=fedavg", "algorithm.client_fraction=1.0", "attack.name=alie",
               "attack.nodes=2", "algorithm.aggregator=cm", "rounds=6", "eval_every=2"]

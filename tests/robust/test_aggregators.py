@@ -1,4 +1,4 @@
-"""Properties of the robust aggregation rules (gossip.aggregators)."""
+"""Properties of the robust aggregation rules (gossip.robust.aggregators)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.aggregators import AGGREGATORS, cclip, krum_scores, make_aggregator, rfa
 from gossip.errors import ConfigError
+from gossip.robust.aggregators import AGGREGATORS, cclip, krum_scores, make_aggregator, rfa
 
 
 def _rows(n: int, f: int, d: int, seed: int, scale: float = 100.0):

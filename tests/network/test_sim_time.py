@@ -1,4 +1,4 @@
-"""``[time]``: simulated time per round (gossip/sim_time.py) against its closed form.
+"""``[time]``: simulated time per round (gossip/network/sim_time.py) against its closed form.
 
 On a ring every node sends and receives the same bytes, so a constant model gives
 ``T = H c + k L + 8 s / B`` per round with ``s`` the bytes a node sends per round (the run's
@@ -13,12 +13,12 @@ import doctest
 import numpy as np
 import pytest
 
-from gossip import sim_time as sim_time_module
 from gossip.config import load_config
 from gossip.errors import ConfigError
+from gossip.network import sim_time as sim_time_module
+from gossip.network.sim_time import TimeModel
 from gossip.runner.loop import run
 from gossip.runner.rundir import read_metrics
-from gossip.sim_time import TimeModel
 
 N, ROUNDS, DIM = 6, 4, 12
 BASE = ["problem.name=quadratic", f"nodes={N}", f"rounds={ROUNDS}", "eval_every=2",
