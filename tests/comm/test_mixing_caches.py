@@ -20,6 +20,7 @@ from gossip.config import load_config
 from gossip.runner.loop import run
 from gossip.runner.rundir import read_metrics
 from tests.comm.mpi_count_builds import CLOCKS, count_builds
+from tests.crashing_comm import CrashingComm
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
 LOCAL = ["operator", "diagonals", "messages"]
@@ -101,20 +102,6 @@ def test_time_varying_mix_is_exact_and_rebuilt_when_w_changes(builds, name, d):
         assert builds["diagonals"] == distinct and builds["operator"] <= distinct
 
 
-class _CrashingComm(LocalComm):
-    """Fails in the share of round ``crash_round`` (one share per D-SGD round)."""
-
-    def __init__(self, n: int, crash_round: int) -> None:
-        super().__init__(n)
-        self.calls, self.crash_round = 0, crash_round
-
-    def share(self, payload, W, t=None):
-        if self.calls == self.crash_round:
-            raise RuntimeError("node lost")
-        self.calls += 1
-        return super().share(payload, W, t)
-
-
 @pytest.mark.parametrize(
     "sets,distinct",
     [([], 1), (["nodes=8", "topology.schedule=one_peer_exponential"], 3)],
@@ -125,7 +112,7 @@ def test_resumed_run_rebuilds_its_own_operators(tmp_path, builds, sets, distinct
     run(load_config(None, [*common, "name=full"]), quiet=True)
     n = load_config(None, common)["nodes"]
     with pytest.raises(RuntimeError, match="node lost"):
-        run(load_config(None, [*common, "name=cut"]), comm=_CrashingComm(n, 7), quiet=True)
+        run(load_config(None, [*common, "name=cut"]), comm=CrashingComm(n, 7), quiet=True)
     builds.clear()
     summary = run(resume=tmp_path / "cut", quiet=True)
     assert summary["rounds_done"] == 10

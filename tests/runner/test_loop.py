@@ -8,10 +8,10 @@ import tomllib
 
 import pytest
 
-from gossip.comm.local import LocalComm
 from gossip.config import load_config
 from gossip.runner.loop import TrainingDiverged, lr_schedule, run
 from gossip.runner.rundir import read_metrics
+from tests.crashing_comm import CrashingComm
 
 BASE = ["problem.name=quadratic", "nodes=6", "problem.dim=4"]
 TIMES = ("wall_time", "compute_time", "comm_time")
@@ -76,20 +76,6 @@ def test_lr_schedules():
     cos = lr_schedule({**alg, "lr_schedule": "cosine", "warmup_rounds": 2}, 12)
     assert cos(0) == 0.5 and cos(1) == 1.0 and cos(2) == 1.0
     assert math.isclose(cos(7), 0.5) and math.isclose(cos(12), 0.0, abs_tol=1e-12)
-
-
-class CrashingComm(LocalComm):
-    """Fails inside round ``crash_round`` (counted in share calls: one per D-SGD round)."""
-
-    def __init__(self, n, crash_round):
-        super().__init__(n)
-        self.calls, self.crash_round = 0, crash_round
-
-    def share(self, payload, W, t=None):
-        if self.calls == self.crash_round:
-            raise RuntimeError("node lost")
-        self.calls += 1
-        return super().share(payload, W, t)
 
 
 @pytest.mark.parametrize("extra", [[], ["algorithm.momentum=0.9", "problem.sigma=0.5",
