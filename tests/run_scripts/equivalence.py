@@ -30,7 +30,12 @@ COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
-         "dsgd-time", "async_sgd-ring", "async_gossip-ring")
+         "dsgd-time", "async_sgd-ring", "async_gossip-ring", "allreduce-cm-label_flip")
+#: label_flip corrupts training labels, so its case is a classification run (the seeded
+#: synthetic Gaussian mixture, an MLP of 16, iid shards: disjoint node data).
+CLASSIFICATION = ["problem.name=classification", "data.name=synthetic", "data.partition=iid",
+                  "problem.batch_size=8", "problem.hidden=[16]", "problem.test_subset=200",
+                  *(o for o in COMMON if not o.startswith("problem."))]
 
 
 def cases() -> dict[str, list[str]]:
@@ -64,10 +69,10 @@ def cases() -> dict[str, list[str]]:
 
 
 def byzantine_cases() -> dict[str, list[str]]:
-    """Every aggregator and every message attack (label_flip needs classification data)."""
-    def case(alg, rule, attack, *extra):
+    """Every aggregator and every attack (label_flip on classification data)."""
+    def case(alg, rule, attack, *extra, base=COMMON):
         given = [f"algorithm.aggregator={rule}"] if rule else []
-        return [*COMMON, f"algorithm.name={alg}", *given, f"attack.name={attack}",
+        return [*base, f"algorithm.name={alg}", *given, f"attack.name={attack}",
                 "attack.nodes=2", *extra]
 
     wm = "algorithm.worker_momentum=0.9"
@@ -87,6 +92,7 @@ def byzantine_cases() -> dict[str, list[str]]:
         "clipped_gossip-alie": case("clipped_gossip", None, "alie"),
         "robust_dsgd-gaussian": case("robust_dsgd", "trimmed_mean", "gaussian"),
         "dsgd-sign_flip": case("dsgd", None, "sign_flip"),
+        "allreduce-cm-label_flip": case("allreduce", "cm", "label_flip", base=CLASSIFICATION),
     }
 
 
