@@ -146,4 +146,5 @@ class AllReduce(Algorithm):
         return AllReduceState(x.expand_as(state.X).clone(), M, E, C, R, state.S), losses
 
     def metrics(self, state: AllReduceState) -> dict:
+        """``secure_aggregation_aborted`` with secure aggregation (else nothing)."""
         return aborted_metrics(state.S)

@@ -171,4 +171,5 @@ class FedAvg(Algorithm):
         return make_secagg(self.cfg, m, ctx.seed, self.name)
 
     def metrics(self, state: FedAvgState) -> dict:
+        """``secure_aggregation_aborted`` with secure aggregation (else nothing)."""
         return aborted_metrics(state.S)
