@@ -223,3 +223,42 @@ def test_bad_input_one_line_errors():
     with pytest.raises(ConfigError) as err:
         run("allreduce", {"secure_aggregation": True, "aggregator": "cm"}, ctx, 0)
     assert "\n" not in str(err.value)
+
+
+@settings(max_examples=15, deadline=None)
+@given(lost=st.sets(st.integers(0, 6), max_size=5), double=st.booleans(),
+       t=st.integers(0, 20))
+def test_any_dropout_set_recovers_the_survivors_sum_or_aborts(lost, double, t):
+    m = 7
+    p = params(m, threshold=0.3, double_mask=double)  # t = 3
+    comm = LocalComm(m)
+    comm.channel = Lose(sorted(lost))
+    X = rows(m, 5, seed=t)
+    out = secure_mean(p, comm, X, np.arange(m), t)
+    survivors = sorted(set(range(m)) - lost)
+    assert out.survivors.tolist() == survivors
+    if len(survivors) < p.threshold:
+        assert out.mean is None
+        return
+    q = torch.round(X[survivors].clamp(-p.clip, p.clip) * 2.0**p.frac).to(torch.int64)
+    assert torch.equal(out.mean, q.sum(0).to(torch.float64) / 2.0**p.frac / len(survivors))
+
+
+def test_secure_run_resumes_from_its_checkpoint(tmp_path):
+    from gossip.config import load_config
+    from gossip.runner.loop import run as train
+    from gossip.runner.rundir import read_metrics
+
+    common = ["problem.name=quadratic", "nodes=6", "problem.dim=3", "algorithm.name=fedavg",
+              "algorithm.client_fraction=0.5", "algorithm.secure_aggregation=true",
+              "algorithm.secure_aggregation_threshold=1", "faults.drop=0.2", "eval_every=2",
+              "checkpoint_every=2", f"out='{tmp_path}'"]
+    train(load_config(None, [*common, "rounds=8", "name=full"]), quiet=True)
+    train(load_config(None, [*common, "rounds=4", "name=part"]), quiet=True)
+    train(load_config(None, [*common, "rounds=8", "name=part"]), resume=tmp_path / "part",
+          quiet=True)
+    times = ("wall_time", "compute_time", "comm_time")
+    full, part = ([{k: v for k, v in r.items() if k not in times} for r in read_metrics(
+        tmp_path / name)] for name in ("full", "part"))
+    assert part == full
+    assert full[-1]["secure_aggregation_aborted"] > 0  # threshold 1: any dropout aborts
