@@ -29,6 +29,13 @@ Byzantine ``[attack]``, whose messages the exact ring would not carry): the grad
 workers' momenta) go to a server that applies the rule
 (:mod:`gossip.algorithms.robust_server`) and broadcasts the result, counted like the
 compressed upload; ``g_bar = agg({m_i})``. Not combined with compression.
+
+Secure (``algorithm.secure_aggregation``): the gradients go to a server through the simulated
+protocol of Bonawitz et al. 2017 (:mod:`gossip.privacy.secure_aggregation`), which learns only
+their mean (to within ``2^{-f-1}`` per entry) and broadcasts it (``d`` floats per node); with
+``[faults] drop`` the mean is over the gradients that arrived, and a step with fewer than ``t``
+of them aborts and changes nothing (counted in ``secure_aggregation_aborted``). Not combined
+with compression or the robust server.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
@@ -47,6 +55,13 @@ from gossip.algorithms.robust_server import (
 )
 from gossip.compression.uploads import compress_rows, init_upload
 from gossip.errors import ConfigError
+from gossip.privacy.secure_aggregation import (
+    SecureAggregationOptions,
+    aborted_metrics,
+    init_secure,
+    make_secagg,
+    secure_mean,
+)
 
 __all__ = ["AllReduce", "AllReduceState"]
 
@@ -55,13 +70,15 @@ class AllReduceState(NamedTuple):
     """``X`` the model on every row; ``M`` ``(dim,)`` momentum of the averaged gradient;
     ``E`` the error memory ``(b, dim)`` (``(b, 0)`` without error feedback or compression);
     ``C`` the compressor's state (``()`` without compression); ``R`` the robust server's
-    ``(worker momenta, previous aggregate)`` (``()`` when not robust)."""
+    ``(worker momenta, previous aggregate)`` (``()`` when not robust); ``S`` the number of
+    aborted secure-aggregation steps (``()`` without secure aggregation)."""
 
     X: torch.Tensor
     M: torch.Tensor
     E: torch.Tensor
     C: tuple = ()
     R: tuple = ()
+    S: torch.Tensor | tuple = ()
 
 
 @register_algorithm
@@ -74,7 +91,7 @@ class AllReduce(Algorithm):
     INFORMS_ADVERSARY = True
 
     @dataclass(frozen=True)
-    class Config(RobustServerOptions):
+    class Config(RobustServerOptions, SecureAggregationOptions):
         momentum: float = momentum_option()
         nesterov: bool = nesterov_option()
 
@@ -90,7 +107,8 @@ class AllReduce(Algorithm):
         if R and ctx.compressor is not None:
             raise ConfigError("algorithm.aggregator / worker_momentum / [attack] with allreduce "
                               "need compression.name='none'")
-        return AllReduceState(X, torch.zeros_like(x_bar), E, C, R)
+        S = init_secure(self.cfg, ctx.comm.n, ctx, self.name, bool(R))
+        return AllReduceState(X, torch.zeros_like(x_bar), E, C, R, S)
 
     def round(
         self, state: AllReduceState, t: int, ctx: Context
@@ -103,6 +121,12 @@ class AllReduce(Algorithm):
         if R:
             row = G.shape[1] * G.element_size()
             g_bar, R = robust_aggregate(self.cfg, G, R, comm, row, None, t, seed=ctx.seed)
+            g_bar = comm.broadcast(g_bar)
+        elif self.cfg.secure_aggregation:
+            p = make_secagg(self.cfg, comm.n, ctx.seed, self.name)
+            g_bar = secure_mean(p, comm, G, np.arange(comm.n), t).mean
+            if g_bar is None:  # aborted: the step changes nothing
+                return state._replace(S=state.S + 1), losses
             g_bar = comm.broadcast(g_bar)
         elif ctx.compressor is None:
             g_bar = comm.allreduce_mean(G)
@@ -119,4 +143,8 @@ class AllReduce(Algorithm):
         else:
             d = g_bar
         x = x_bar - eta * d
-        return AllReduceState(x.expand_as(state.X).clone(), M, E, C, R), losses
+        return AllReduceState(x.expand_as(state.X).clone(), M, E, C, R, state.S), losses
+
+    def metrics(self, state: AllReduceState) -> dict:
+        """``secure_aggregation_aborted`` with secure aggregation (else nothing)."""
+        return aborted_metrics(state.S)

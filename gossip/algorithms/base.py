@@ -118,6 +118,11 @@ class Algorithm(ABC):
         """The hosted nodes' current models ``(b, dim)`` (``state.X`` unless overridden)."""
         return state.X
 
+    def metrics(self, state: NamedTuple) -> dict:
+        """Values of the algorithm for every metrics record (the same on every process; e.g.
+        the aborted secure-aggregation rounds); none by default."""
+        return {}
+
     def describe(self, ctx: Context) -> dict:
         """What goes into ``summary.json`` (e.g. the spanning tree RelaySum used)."""
         return {"name": self.name, **asdict(self.cfg)}

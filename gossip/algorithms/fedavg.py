@@ -31,6 +31,13 @@ Robust (``algorithm.aggregator``, ``algorithm.worker_momentum``, an ``[attack]``
 gathers the sampled clients' ``Delta_i`` (or their momenta) and applies the rule,
 :mod:`gossip.algorithms.robust_server`; not combined with compression.
 
+Secure (``algorithm.secure_aggregation``): step 3 runs the simulated protocol of Bonawitz et
+al. 2017 (:mod:`gossip.privacy.secure_aggregation`): the server sees only masked fixed-point
+``Delta_i`` and learns their mean over the survivors, ``Delta`` to within ``2^{-f-1}`` per
+entry; a round with fewer than ``t`` survivors aborts and changes nothing (``X``, ``V``), and
+is counted in ``secure_aggregation_aborted``. Not combined with compression or the robust
+server (a robust rule needs the rows the protocol hides).
+
 Reported losses: sampled clients' mean over their local steps; the others' (which compute
 nothing in a real deployment) are the loss of the server model at the round's first step.
 """
@@ -49,6 +56,13 @@ from gossip.algorithms.robust_server import RobustServerOptions, init_robust, ro
 from gossip.compression.uploads import compress_rows, init_upload
 from gossip.errors import ConfigError
 from gossip.options import at_least, fraction, positive
+from gossip.privacy.secure_aggregation import (
+    SecureAggregationOptions,
+    aborted_metrics,
+    init_secure,
+    make_secagg,
+    secure_mean,
+)
 from gossip.registry import option
 
 __all__ = ["FedAvg", "FedAvgState", "aggregate_round", "configure_round"]
@@ -58,13 +72,15 @@ class FedAvgState(NamedTuple):
     """``X`` the server model on every row; ``V`` ``(dim,)`` server momentum; ``E`` the
     clients' error memory ``(b, dim)`` (``(b, 0)`` without error feedback or compression);
     ``C`` the compressor's state (``()`` without compression); ``R`` the robust server's
-    ``(client momenta, previous aggregate)`` (``()`` when not robust)."""
+    ``(client momenta, previous aggregate)`` (``()`` when not robust); ``S`` the number of
+    aborted secure-aggregation rounds (``()`` without secure aggregation)."""
 
     X: torch.Tensor
     V: torch.Tensor
     E: torch.Tensor
     C: tuple = ()
     R: tuple = ()
+    S: torch.Tensor | tuple = ()
 
 
 def configure_round(n: int, client_fraction: float, seed: int, t: int) -> np.ndarray:
@@ -93,7 +109,7 @@ class FedAvg(Algorithm):
     INFORMS_ADVERSARY = True
 
     @dataclass(frozen=True)
-    class Config(RobustServerOptions):
+    class Config(RobustServerOptions, SecureAggregationOptions):
         client_fraction: float = option(0.1, "fraction of clients sampled per round",
                                          check=fraction)
         local_steps: int = option(1, "local SGD steps H per round", check=at_least(1))
@@ -113,7 +129,9 @@ class FedAvg(Algorithm):
         if R and ctx.compressor is not None:
             raise ConfigError("algorithm.aggregator / worker_momentum / [attack] with fedavg "
                               "need compression.name='none'")
-        return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C, R)
+        m = len(configure_round(ctx.comm.n, self.cfg.client_fraction, ctx.seed, 0))
+        S = init_secure(self.cfg, m, ctx, self.name, bool(R))
+        return FedAvgState(x.expand_as(X0).clone(), torch.zeros_like(x), E, C, R, S)
 
     def round(self, state: FedAvgState, t: int, ctx: Context) -> tuple[FedAvgState, torch.Tensor]:
         comm, o = ctx.comm, self.cfg
@@ -136,8 +154,22 @@ class FedAvg(Algorithm):
         R = state.R
         if R:
             delta, R = robust_aggregate(o, deltas, R, comm, row, sampled, t, mask, ctx.seed)
+        elif o.secure_aggregation:
+            delta = secure_mean(self.secagg(ctx), comm, deltas, sampled, t).mean
+            if delta is None:  # aborted: the round changes nothing
+                return state._replace(S=state.S + 1), losses
         else:
             delta, _ = aggregate_round(deltas, sampled, comm, row, t)
         V = o.server_momentum * state.V + delta
         x_new = x_server - o.server_lr * V
-        return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C, R), losses
+        return FedAvgState(x_new.expand_as(state.X).clone(), V, E, C, R, state.S), losses
+
+    def secagg(self, ctx: Context):
+        """The run's secure-aggregation parameters (:func:`~gossip.privacy.
+        secure_aggregation.make_secagg`) for the round's sampled clients."""
+        m = len(configure_round(ctx.comm.n, self.cfg.client_fraction, ctx.seed, 0))
+        return make_secagg(self.cfg, m, ctx.seed, self.name)
+
+    def metrics(self, state: FedAvgState) -> dict:
+        """``secure_aggregation_aborted`` with secure aggregation (else nothing)."""
+        return aborted_metrics(state.S)

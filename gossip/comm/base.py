@@ -19,7 +19,9 @@ Byte accounting (``CommStats``):
 The centralized modes talk to a server through counted collectives: :meth:`~Communicator.
 upload_mean` and :meth:`~Communicator.gather_rows` (each sender's payload row up, one message),
 :meth:`~Communicator.broadcast` (the server's vector down to each receiver, one message) and
-:meth:`~Communicator.allreduce_mean` (counted as a ring all-reduce). Algorithms never write
+:meth:`~Communicator.allreduce_mean` (counted as a ring all-reduce); :meth:`~Communicator.
+upload_sum` sums the uploads and :meth:`~Communicator.count_messages` counts messages a
+simulated protocol does not carry. Algorithms never write
 ``stats`` themselves.
 
 Every node-to-node and node-to-server message passes through the communicator's ``channel``
@@ -177,6 +179,25 @@ class Communicator(ABC):
         rows, mask, failed, arrived = upload_rows(self.channel, self.nodes, self.n, X, senders, t)
         total = self.sum_rows(rows, mask)
         return (total / arrived if arrived else torch.zeros_like(total)), failed
+
+    def upload_sum(
+        self, X: torch.Tensor, row_bytes: int, senders: np.ndarray, t: int | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Every sender uploads its row to a server, which sums what arrived (no division):
+        ``(sum_{i in A} x_i, failed)`` on every process. Counted like :meth:`upload_mean`.
+        An integer block sums exactly (secure aggregation's int64 rows: the caller keeps the
+        sum within range and reduces it modulo its ring)."""
+        self._count_senders(senders, row_bytes)
+        rows, mask, failed, _ = upload_rows(self.channel, self.nodes, self.n, X, senders, t)
+        return self.sum_rows(rows, mask), failed
+
+    def count_messages(self, senders: np.ndarray | None, row_bytes: int,
+                       down: bool = False) -> None:
+        """Count one message of ``row_bytes`` per hosted node of ``senders`` (``None``: every
+        node), to the server (``down``: from it), without moving anything: the messages of a
+        protocol the simulation computes in place (secure aggregation's key agreement and
+        secret shares, :mod:`gossip.privacy.secure_aggregation`)."""
+        self._count_senders(senders, row_bytes)
 
     def gather_rows(
         self, X: torch.Tensor, row_bytes: int, senders: np.ndarray, t: int | None = None

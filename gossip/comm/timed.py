@@ -74,6 +74,12 @@ class TimedComm(Communicator):
     def upload_mean(self, X: torch.Tensor, row_bytes: int, senders=None, t: int | None = None):
         return self._timed(self.inner.upload_mean, X, row_bytes, senders, t)
 
+    def upload_sum(self, X: torch.Tensor, row_bytes: int, senders, t: int | None = None):
+        return self._timed(self.inner.upload_sum, X, row_bytes, senders, t)
+
+    def count_messages(self, senders, row_bytes: int, down: bool = False) -> None:
+        return self.inner.count_messages(senders, row_bytes, down)
+
     def gather_rows(self, X: torch.Tensor, row_bytes: int, senders, t: int | None = None):
         return self._timed(self.inner.gather_rows, X, row_bytes, senders, t)
 

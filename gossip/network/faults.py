@@ -35,7 +35,9 @@ is lost with it:
   are not supported (its relay buffers are per edge).
 - FedAvg and the compressed all-reduce average the uploads that arrived; crashes are not
   supported (refused). The exact all-reduce (no compression) is a collective that does not
-  pass the channel, so faults are refused for it rather than silently ignored.
+  pass the channel, so faults are refused for it rather than silently ignored; with
+  ``algorithm.secure_aggregation`` its masked uploads pass the channel, and the lost ones are
+  the protocol's dropouts (:mod:`gossip.privacy.secure_aggregation`).
 - CHOCO and BEER keep public copies that every holder must update alike; they refuse any
   fault (``SURVIVES_LOSS = False``).
 
@@ -230,7 +232,8 @@ def check_faults(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"{what}: algorithm.name={name!r} {why} and cannot lose messages; "
                           f"use drop = 0 "
                           f"and no crashes, or one of: {', '.join(ok)}")
-    if name == "allreduce" and config["compression"]["name"] == "none":
+    if (name == "allreduce" and config["compression"]["name"] == "none"
+            and not config["algorithm"].get("secure_aggregation")):
         raise ConfigError(f"{what} has no effect with algorithm.name='allreduce' without "
                           "compression (an exact collective that does not pass the channel); "
                           "set a compression.name to average the uploads that arrive")

@@ -190,6 +190,14 @@ class ClockComm(TimedComm):
         self._senders(senders, row_bytes)
         return super().upload_mean(X, row_bytes, senders, t)
 
+    def upload_sum(self, X, row_bytes, senders, t=None):
+        self._senders(senders, row_bytes)
+        return super().upload_sum(X, row_bytes, senders, t)
+
+    def count_messages(self, senders, row_bytes, down=False):
+        self._senders(senders, row_bytes, received=down)
+        return super().count_messages(senders, row_bytes, down)
+
     def gather_rows(self, X, row_bytes, senders, t=None):
         self._senders(senders, row_bytes)
         return super().gather_rows(X, row_bytes, senders, t)

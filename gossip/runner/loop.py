@@ -218,7 +218,7 @@ class _Loop:
         exp, clocks = self.exp, self.progress.clocks
         comm = exp.comm
         X = exp.algorithm.params(exp.state)
-        evaluation = exp.problem.evaluate(X, comm)
+        evaluation = {**exp.problem.evaluate(X, comm), **exp.algorithm.metrics(exp.state)}
         stats = comm.total_stats()
         record = make_record(
             round_=self.progress.rounds_done, wall_time=clocks["wall"],

@@ -30,7 +30,8 @@ COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=
           "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64"]
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
-         "dsgd-time", "async_sgd-ring", "async_gossip-ring", "allreduce-cm-label_flip")
+         "dsgd-time", "async_sgd-ring", "async_gossip-ring", "allreduce-cm-label_flip",
+         "fedavg-secure", "allreduce-secure")
 #: label_flip corrupts training labels, so its case is a classification run (the seeded
 #: synthetic Gaussian mixture, an MLP of 16, iid shards: disjoint node data).
 CLASSIFICATION = ["problem.name=classification", "data.name=synthetic", "data.partition=iid",
@@ -57,6 +58,13 @@ def cases() -> dict[str, list[str]]:
                                        "faults.crash=[[7, 2]]"]
     out["fedavg-faults"] = [*COMMON, "algorithm.name=fedavg", "algorithm.client_fraction=0.5",
                             "faults.drop=0.3"]
+    # secure aggregation: each rank masks its own clients from the pair seeds; dropouts
+    # recovered; the modular sums are exact across ranks
+    secure = ["algorithm.secure_aggregation=true", "algorithm.secure_aggregation_clip=100",
+              "faults.drop=0.3"]
+    out["fedavg-secure"] = [*out["fedavg-faults"], *secure[:2]]
+    out["allreduce-secure"] = [*COMMON, "algorithm.name=allreduce", *secure,
+                               "algorithm.secure_aggregation_double_mask=false"]
     # [time]: stragglers drawn from the seed; per-node bytes of every kind of collective
     timed = ["time.straggler_fraction=0.3", "time.slowdown=10", "time.latency=0.01",
              "time.bandwidth=1e5"]

@@ -1,0 +1,1 @@
+"""Privacy for the federated modes: secure aggregation (:mod:`.secure_aggregation`)."""
