@@ -19,7 +19,9 @@ tracking), ``0.15`` for top-10% on a ring of 16 (Metropolis weights, ``beta = 4/
 (``delta`` the spectral gap), about ``1e-3`` for that ring, well below the steps their
 experiments tune (``0.01 .. 0.34`` in their convex experiments); for BEER the theory (Zhao et
 al. 2022, Theorem 1) leaves its constants unspecified. A time-varying schedule uses the largest
-``beta`` over its first :data:`BETA_ROUNDS` matrices.
+``beta`` over its first :data:`BETA_ROUNDS` matrices. Being built on the worst-case ``omega``
+(``k/d``, ``1/d`` for sign) it is often far too small: on the MNIST MLP (ring of 16) it gives
+0.015 for top-k 1% and 1.5e-5 for sign, where 0.1 .. 0.13 and 1 train best (README).
 
 ``"tune"``: the grid search of the authors' code (epfml/ChocoSGD,
 ``tune_consensus_stepsize.py``), rewritten: for each ``gamma`` of :data:`TUNE_GRID` run
@@ -42,7 +44,8 @@ has ``d' = min(d, TUNE_DIM)`` coordinates when the operator acts the same on eve
 (:func:`tune_dim`: identity, fp16/bf16 casts, scaled sign, top-k and random-k given by a
 ``ratio``; Gaussian rows make the coordinates exchangeable, so only that ratio matters). Other
 operators (``k`` given, QSGD, whose variance grows with ``d``, low-rank, which needs the
-layout) are tuned on the full ``d``.
+layout) are tuned on the full ``d``. On the ring of 16 the search picks the same ``gamma`` at
+``d' = 1024, 2048, 4096`` (0.0546 for top-k 1%, 1 for sign).
 """
 
 from __future__ import annotations
