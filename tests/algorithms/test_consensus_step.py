@@ -12,7 +12,7 @@ import pytest
 import torch
 from alg_helpers import context, quadratic, run, static_schedule
 
-from gossip.algorithms import make_algorithm
+from gossip.algorithms import consensus_step, make_algorithm
 from gossip.algorithms.consensus_step import (
     TUNE_DIM,
     TUNE_GRID,
@@ -183,6 +183,16 @@ def test_tune_reduces_only_length_free_operators():
         assert tune_dim(make_compressor(name, opts), d) == d, name
     info = resolve_gamma("tune", ring_ctx(("topk", {"ratio": 0.1})), "choco").describe()
     assert info["gamma_tune_dim"] == 10
+
+
+def test_a_reduced_tune_searches_on_d_prime_coordinates(monkeypatch):
+    """With ``TUNE_DIM = 4 < d = 10`` the run's search is that of a 4-coordinate problem."""
+    monkeypatch.setattr(consensus_step, "TUNE_DIM", 4)
+    ctx = ring_ctx(("topk", {"ratio": 0.5}), seed=3)
+    info = resolve_gamma("tune", ctx, "choco").describe()
+    gamma, errors = tune_gamma(ctx.schedule, ctx.compressor, 4, None, 3)
+    assert info["gamma_tune_dim"] == 4
+    assert (info["gamma"], info["gamma_tune_errors"]) == (gamma, errors)
 
 
 def test_an_explicit_gamma_is_used_as_given():
