@@ -12,12 +12,14 @@ import pytest
 import torch
 from alg_helpers import context, quadratic, run, static_schedule
 
-from gossip.algorithms import make_algorithm
+from gossip.algorithms import consensus_step, make_algorithm
 from gossip.algorithms.consensus_step import (
+    TUNE_DIM,
     TUNE_GRID,
     auto_gamma,
     beta,
     resolve_gamma,
+    tune_dim,
     tune_gamma,
 )
 from gossip.compression import make_compressor
@@ -104,6 +106,93 @@ def test_tune_on_a_short_grid_follows_the_consensus_error():
     gamma, errors = tune_gamma(ctx.schedule, make_compressor("none"), 10, None, 0,
                                grid=(0.1, 0.5, 1.0), rounds=50)
     assert gamma == 1.0 and errors[0] > errors[1] > errors[2]
+
+
+def test_tune_picks_the_argmin_of_the_closed_form_error():
+    """Without compression ``X_hat_1 = X_1 = X_0`` and then ``X_{t+1} = (I + gamma L) X_t``,
+    so the error after ``R`` rounds is ``||(I + gamma L)^(R-1) (X_0 - 1 x_bar_0^T)||^2``. On
+    the ring (eigenvalues ``1 - gamma (1 - lambda)``, ``lambda`` in ``[-1/3, 1]``) the best of
+    {0.5, 1, 1.4, 1.8} is the interior 1.4: 1.8 overshoots the mode ``lambda = -1/3``."""
+    ctx, R, d, seed = ring_ctx(), 60, 7, 5
+    grid = (0.5, 1.0, 1.4, 1.8)
+    gamma, errors = tune_gamma(ctx.schedule, make_compressor("none"), d, None, seed,
+                               grid=grid, rounds=R)
+    X0 = torch.randn((N, d), generator=torch.Generator().manual_seed(seed),
+                     dtype=torch.float64).numpy()
+    L = ctx.schedule.matrix(0).toarray() - np.eye(N)
+    want = [float(((np.linalg.matrix_power(np.eye(N) + g * L, R - 1) @ (X0 - X0.mean(0))) ** 2)
+                  .sum()) for g in grid]
+    assert errors == pytest.approx(want, rel=1e-9)
+    assert gamma == grid[int(np.argmin(want))] == 1.4
+
+
+def test_tune_counts_a_diverged_grid_value_as_inf_and_keeps_the_others():
+    """gamma = 3 on the ring: the mode ``lambda = -1/3`` grows as ``3^t``, past float64 by
+    round 800; the other grid value is untouched by it (its error as when tuned alone)."""
+    ctx, none = ring_ctx(), make_compressor("none")
+    gamma, errors = tune_gamma(ctx.schedule, none, 7, None, 1, grid=(0.5, 3.0), rounds=800)
+    _, alone = tune_gamma(ctx.schedule, none, 7, None, 1, grid=(0.5,), rounds=800)
+    assert gamma == 0.5 and math.isinf(errors[1])
+    assert errors[0] == pytest.approx(alone[0], rel=1e-12)
+
+
+def _tune_one_at_a_time(schedule, compressor, dim, seed, grid, rounds):
+    """The authors' loop, one grid value after the other (the reference of the batched one)."""
+    X0 = torch.randn((N, dim), generator=torch.Generator().manual_seed(seed),
+                     dtype=torch.float64)
+    L = torch.from_numpy(schedule.matrix(0).toarray()) - torch.eye(N, dtype=torch.float64)
+    errors = []
+    for gamma in grid:
+        X, X_hat = X0.clone(), torch.zeros_like(X0)
+        C = compressor.init(dim, range(N), None, seed, dtype=torch.float64)
+        for t in range(rounds):
+            X = X + gamma * (L @ X_hat)
+            payload, C = compressor.encode(X - X_hat, C, t)
+            X_hat = X_hat + compressor.decode(payload, C, np.arange(N), t)
+        err = float(((X - X0.mean(0)) ** 2).sum() + ((X - X_hat) ** 2).sum())
+        errors.append(err if math.isfinite(err) else math.inf)
+    return errors
+
+
+@pytest.mark.parametrize("name,opts,rounds", [("topk", {"ratio": 0.2}, 300),
+                                              ("randomk", {"k": 3}, 60), ("sign", {}, 100)])
+def test_tune_runs_the_grid_at_once_as_one_at_a_time(name, opts, rounds):
+    """All grid values in one batch give the errors of separate runs, randomised operators
+    included (row ``g n + i`` draws node ``i``'s numbers); gamma = 1 diverges with top-k
+    and counts as inf."""
+    ctx, grid = ring_ctx(), (0.01, 0.1, 0.3, 1.0)
+    C = make_compressor(name, opts)
+    gamma, errors = tune_gamma(ctx.schedule, C, 10, None, 2, grid=grid, rounds=rounds)
+    want = _tune_one_at_a_time(ctx.schedule, C, 10, 2, grid, rounds)
+    assert errors == pytest.approx(want, rel=1e-9)
+    assert gamma == grid[int(np.argmin(want))]
+    if name == "topk":
+        assert errors[-1] > 1e6 * errors[0]  # gamma = 1 diverges
+
+
+def test_tune_reduces_only_length_free_operators():
+    """``d' = min(d, TUNE_DIM)`` for identity, casts, sign, top-k / random-k by ratio (also
+    under error feedback); the full ``d`` where ``k`` is given or for QSGD and low-rank."""
+    d = 3 * TUNE_DIM
+    for name, opts in [("none", {}), ("fp16", {}), ("sign", {}), ("topk", {"ratio": 0.01}),
+                       ("randomk", {"ratio": 0.1}),
+                       ("topk", {"ratio": 0.01, "error_feedback": True})]:
+        assert tune_dim(make_compressor(name, opts), d) == TUNE_DIM, name
+        assert tune_dim(make_compressor(name, opts), 10) == 10
+    for name, opts in [("topk", {"k": 5}), ("qsgd", {"levels": 4}), ("lowrank", {"rank": 2})]:
+        assert tune_dim(make_compressor(name, opts), d) == d, name
+    info = resolve_gamma("tune", ring_ctx(("topk", {"ratio": 0.1})), "choco").describe()
+    assert info["gamma_tune_dim"] == 10
+
+
+def test_a_reduced_tune_searches_on_d_prime_coordinates(monkeypatch):
+    """With ``TUNE_DIM = 4 < d = 10`` the run's search is that of a 4-coordinate problem."""
+    monkeypatch.setattr(consensus_step, "TUNE_DIM", 4)
+    ctx = ring_ctx(("topk", {"ratio": 0.5}), seed=3)
+    info = resolve_gamma("tune", ctx, "choco").describe()
+    gamma, errors = tune_gamma(ctx.schedule, ctx.compressor, 4, None, 3)
+    assert info["gamma_tune_dim"] == 4
+    assert (info["gamma"], info["gamma_tune_errors"]) == (gamma, errors)
 
 
 def test_an_explicit_gamma_is_used_as_given():
