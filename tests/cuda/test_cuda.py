@@ -9,6 +9,7 @@ memory when the MPI library is not CUDA-aware (:mod:`gossip.comm.device`).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gossip.comm.local import LocalComm
 from gossip.config import load_config
 from gossip.models import make_model, model_vector
 from gossip.problems.classification.backends import fused_grads, loop_grads, vectorized_grads
-from gossip.runner.loop import run
+from gossip.runner.loop import TrainingDiverged, run
 from gossip.runner.rundir import read_metrics
 from tests.mpi_util import json_lines, requires_mpi, run_mpi
 
@@ -71,6 +72,10 @@ def test_mix_equals_cpu(graph: str, d: int) -> None:
     assert torch.allclose(got32, want32, rtol=2**-23, atol=0)
 
 
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def _records(tmp_path: Path, name: str, overrides: list[str]) -> list[dict]:
     config = load_config(None, [*overrides, f"out='{tmp_path}'", f"name='{name}'"])
     run(config, quiet=True)
@@ -101,6 +106,22 @@ def test_dsgd_run_equals_cpu(tmp_path: Path, overrides: list[str]) -> None:
     cpu = _records(tmp_path, "on-cpu", [*overrides, "device='cpu'"])
     gpu = _records(tmp_path, "on-gpu", [*overrides, "device='cuda'"])
     _assert_close(cpu, gpu, 1e-9)
+
+
+def test_divergence_found_at_the_same_round_as_on_cpu(tmp_path: Path) -> None:
+    # on the GPU in one process the losses are read at the next flush (round_losses.py)
+    diverging = [*DSGD_QUADRATIC, "rounds=400", "eval_every=50", "algorithm.lr=5.0",
+                 "dtype=float32"]
+    messages = []
+    for where in ("cpu", "cuda"):
+        config = load_config(None, [*diverging, f"device='{where}'", f"out='{tmp_path}'",
+                                    f"name='nan-{where}'"])
+        with pytest.raises(TrainingDiverged) as info:
+            run(config, quiet=True)
+        messages.append(str(info.value).replace(f"nan-{where}", "RUN"))
+    assert messages[0] == messages[1]
+    cpu, gpu = (_json(tmp_path / f"nan-{w}" / "summary.json") for w in ("cpu", "cuda"))
+    assert cpu["rounds_done"] == gpu["rounds_done"] and gpu["status"] == "diverged"
 
 
 def test_pinned_staging_buffers() -> None:
