@@ -70,7 +70,7 @@ def env() -> dict:
         from gossip.comm.device import cuda_aware
 
         info["mpi4py"] = mpi4py.__version__
-        info["mpi_library"] = MPI.Get_library_version().strip().splitlines()[0]
+        info["mpi_library"] = MPI.Get_library_version().strip("\x00 \n").split(",")[0]
         info["mpi_cuda_aware"] = cuda_aware(MPI)
     except Exception as e:  # reported, not fatal: the MPI step then fails on its own
         info["mpi4py"] = f"unavailable: {type(e).__name__}: {e}"
