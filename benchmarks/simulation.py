@@ -17,7 +17,8 @@ timed region). Modes, for ``n`` nodes:
   (one autograd call per node);
 - ``vmap+mix``: a full D-SGD round ``X <- W (X - eta G)`` (Lian et al. 2017) with
   ``LocalComm(n).mix`` on a Metropolis ring;
-- ``vmap+mix graph`` (CUDA only): the same round replayed from a CUDA graph;
+- ``vmap+mix graph``, ``fused+mix graph`` (CUDA only): the same round, with the vmap or the
+  fused gradients, replayed from a CUDA graph;
 - ``mpi``: one MPI rank per node (``mpiexec -n P``, ``n = P``), each rank computing its node's
   gradient and mixing over ``gossip.comm.mpi.MPIComm`` on the ring.
 
@@ -252,18 +253,21 @@ def measure_block(n: int, args, include_loop: bool) -> list[dict]:
     rows.append(_row("vmap+mix", n, 1, args.threads, time_per_call(dsgd_round, **timing)))
 
     if args.device.startswith("cuda"):
-        Xs = X.clone()
+        # the round with either gradient backend (training takes fused for MLPs)
+        for name, grads in (("vmap", vectorized_grads), ("fused", fused_grads)):
+            Xs = X.clone()
 
-        def static_round():  # fixed input and output buffers, as a CUDA graph needs
-            G, _ = vectorized_grads(model, Xs, bx, by)
-            Xs.copy_(comm.mix(Xs - LR * G, W))
+            def static_round(grads=grads, Xs=Xs):  # fixed buffers, as a CUDA graph needs
+                G, _ = grads(model, Xs, bx, by)
+                Xs.copy_(comm.mix(Xs - LR * G, W))
 
-        replay, reason = _cuda_graph_round(static_round, args.device)
-        if replay is not None:
-            row = _row("vmap+mix graph", n, 1, args.threads, time_per_call(replay, **timing))
-        else:
-            row = {"mode": "vmap+mix graph", "n": n, "note": reason}
-        rows.append(row)
+            replay, reason = _cuda_graph_round(static_round, args.device)
+            mode = f"{name}+mix graph"
+            if replay is not None:
+                row = _row(mode, n, 1, args.threads, time_per_call(replay, **timing))
+            else:
+                row = {"mode": mode, "n": n, "note": reason}
+            rows.append(row)
     return rows
 
 

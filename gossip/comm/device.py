@@ -27,6 +27,7 @@ __all__ = [
     "recv_buffer",
     "send_buffer",
     "to_device",
+    "upload",
 ]
 
 DEVICE_SPECS = ("auto", "cpu", "cuda")
@@ -109,6 +110,20 @@ def recv_buffer(nbytes: int, device: torch.device, aware: bool) -> torch.Tensor:
     if aware:
         return torch.empty(nbytes, dtype=torch.uint8, device=device)
     return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+
+
+def upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The CPU tensor ``t`` on ``device`` without making the host wait for the GPU.
+
+    A plain ``t.to(cuda)`` from pageable memory synchronises the stream (the host waits until
+    the GPU has done all queued work); a copy from pinned memory with ``non_blocking=True`` is
+    queued like a kernel. The pinned staging copy comes from torch's caching host allocator,
+    which keeps it alive until the queued copy has read it. On the CPU ``t`` itself is returned.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -18,13 +18,10 @@ uninterrupted run does (up to the clocks), because every random draw depends on
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
@@ -32,8 +29,9 @@ from gossip.errors import ConfigError, GossipError
 from gossip.runner.agree import attempt, raise_together
 from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
-from gossip.runner.interrupt import RunInterrupted, StopSignals, agreed_signal, stopped_line
+from gossip.runner.interrupt import RunInterrupted, StopSignals, stopped_line
 from gossip.runner.records import consensus_distance, honest_rows, make_record
+from gossip.runner.round_losses import RoundLosses
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
@@ -159,6 +157,7 @@ class _Loop:
         ids = exp.problem.honest  # [attack]: losses of the honest nodes only (records.py)
         honest = honest_rows(ids, comm.nodes, exp.algorithm.params(exp.state).device)
         n_loss = comm.n if ids is None else len(ids)
+        sums = RoundLosses(comm, n_loss, self.stop, exp.algorithm.params(exp.state).device)
         self.stop.armed = True
         try:
             for t in range(start, rounds):
@@ -176,22 +175,28 @@ class _Loop:
                 clocks["wall"] += elapsed
                 clocks["comm"] += spent
                 clocks["compute"] += elapsed - spent
-                # the loss sum and the stop flags (interrupt.py) in one allreduce
+                # the loss sum and the stop flags (interrupt.py; round_losses.py: read on the
+                # host at once, or on a GPU in one process at the next flush)
                 if honest is not None:  # [attack]: the honest nodes' losses only
                     losses = losses[honest]
-                local = losses.detach().to(torch.float64).sum().reshape(1)
-                flags = torch.tensor(self.stop.flags(), dtype=torch.float64, device=local.device)
-                summed = comm.allreduce_sum(torch.cat([local, flags]))
-                loss = float(summed[0]) / n_loss
-                signum = agreed_signal(summed[1:].tolist())
-                if not math.isfinite(loss):
-                    self.diverged_message = self._diverged(t, loss)
-                    progress.rounds_done = t
-                    return "diverged"
-                progress.rounds_done = done = t + 1
-                if done % every == 0 or done == rounds:
-                    self._record(t, loss, bar)
+                signum = sums.push(t, losses)
+                done = t + 1
+                recorded = done % every == 0 or done == rounds
                 saved = (ckpt_every and done % ckpt_every == 0) or done == rounds
+                if recorded or saved or signum or sums.due():
+                    tic = time.perf_counter()
+                    bad = sums.flush()
+                    if sums.deferred:  # the GPU's queued rounds finish inside the flush
+                        waited = time.perf_counter() - tic
+                        clocks["wall"] += waited
+                        clocks["compute"] += waited
+                    if bad is not None:
+                        self.diverged_message = self._diverged(*bad)
+                        progress.rounds_done = bad[0]
+                        return "diverged"
+                progress.rounds_done = done
+                if recorded:
+                    self._record(t, sums.last[1], bar)
                 if saved or signum:
                     exp.checkpoint(progress)
                 if signum and done < rounds:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gossip.comm.device import upload
 from gossip.data.partition import PARTITIONS, class_counts, make_partition
 from gossip.data.registry import DATASETS, load_dataset, normalize
 from gossip.errors import ConfigError
@@ -193,7 +194,7 @@ class ClassificationProblem(Problem):
         """``G`` ``(b, dim)`` and mini-batch losses ``(b,)`` (cross-entropy, without the L2
         term) of the hosted nodes at step ``step``."""
         idx = np.stack([self.batch_indices(i, step) for i in nodes])
-        idx_t = torch.from_numpy(idx).to(self.device)
+        idx_t = upload(torch.from_numpy(idx), self.device)  # no host sync on a GPU
         G, losses = self.backend.grads(self.model, X, self.train_x[idx_t], self.train_y[idx_t])
         if self.weight_decay:
             G = G + self.weight_decay * X
