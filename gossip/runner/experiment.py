@@ -44,12 +44,12 @@ from gossip.comm.timed import TimedComm
 from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
 from gossip.faults import with_crashes, with_faults, without_faults
+from gossip.privacy.dp_sgd import privacy_on, with_privacy
 from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
 from gossip.runner.resume import resume_checkpoint
 from gossip.runner.rundir import default_name, new_run_dir, versions, write_text
-from gossip.privacy.dp_sgd import privacy_on, with_privacy
 from gossip.sim_time import make_clock
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
