@@ -173,12 +173,14 @@ class PrivateProblem(Problem):
             calls.append(per_step.get(step, 0))
             per_step[step] = calls[-1] + 1
         if self.noise_multiplier > 0:
+            # rows whose gradient is not released (clients not sampled) are thrown away by
+            # the algorithm: they get no noise, which saves drawing it
+            xi = np.zeros(S.shape)
+            for k, (i, c) in enumerate(zip(nodes, calls, strict=True)):
+                if self.participates is None or self.participates(i, step):
+                    xi[k] = np.random.default_rng([self.seed, i, step, c, 0xD95C]
+                                                  ).standard_normal(S.shape[1])
             std = self.noise_multiplier * self.clip
-            xi = np.stack([
-                np.random.default_rng([self.seed, i, step, c, 0xD95C]).standard_normal(
-                    X.shape[1])
-                for i, c in zip(nodes, calls, strict=True)
-            ])
             S = S + std * torch.as_tensor(xi, dtype=S.dtype, device=S.device)
         return S / self.batch + self.l2 * X, losses
 

@@ -83,8 +83,8 @@ def test_no_noise_huge_clip_is_the_plain_gradient(problem):
     private = PrivateProblem(problem, clip=1e300, noise_multiplier=0.0, delta=1e-5,
                              accountant="rdp", seed=3)
     X, _, _ = _batch(problem)
-    G, losses = problem.gradients(X, range(4), 5)
-    G2, losses2 = private.gradients(X, range(4), 5)
+    G, losses = problem.gradients(X, range(2), 5)
+    G2, losses2 = private.gradients(X, range(2), 5)
     assert torch.allclose(G2, G, rtol=1e-10, atol=1e-12) and torch.allclose(losses2, losses)
 
 
