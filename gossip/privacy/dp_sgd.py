@@ -18,7 +18,8 @@ What is protected: sample-level DP per node, with respect to adding or removing 
 example of that node; every message, model and aggregate the node's gradients influence is
 post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`, Poisson
 approximation stated there) composes the gradients node ``i`` actually released: in the
-decentralized algorithms every hosted node at every call; in the federated family
+decentralized algorithms every hosted node at every call (a node crashed by ``[faults]``
+counts too: an upper bound); in the federated family
 (:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
 computed by the simulator and thrown away, as a real deployment would not compute them). The
 training losses in the metrics are a diagnostic outside the guarantee (they are not noised).
@@ -155,11 +156,7 @@ class PrivateProblem(Problem):
     def __getattr__(self, name: str):
         return getattr(self.__dict__["inner"], name)
 
-    # -- gradients ---------------------------------------------------------------------------
-    @property
-    def HAS_FULL_GRADIENTS(self) -> bool:  # noqa: N802  (the Problem flag)
-        return False
-
+    # -- gradients (no full_gradients: HAS_FULL_GRADIENTS stays False) ----------------------
     def init_params(self, nodes: range) -> torch.Tensor:
         return self.inner.init_params(nodes)
 

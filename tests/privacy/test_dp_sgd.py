@@ -169,3 +169,14 @@ def test_off_by_default_is_the_problem_itself(problem):
 
     cfg = load_config(None, [])
     assert cfg["privacy"]["clip"] is None and with_privacy(problem, cfg) is problem
+
+
+def test_a_private_run_cannot_be_resumed(tmp_path):
+    from gossip.runner.loop import run
+
+    over = ["problem.name=logistic", "problem.batch_size=8", "nodes=4", "rounds=2",
+            "eval_every=1", "privacy.clip=1.0", "privacy.noise_multiplier=1.0",
+            f"out='{tmp_path}'", "name=r"]
+    run(load_config(None, over), quiet=True)
+    with pytest.raises(ConfigError, match="cannot resume a run with \\[privacy\\]"):
+        run(resume=tmp_path / "r", quiet=True)
