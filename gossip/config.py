@@ -3,7 +3,8 @@
 A configuration has top-level keys (``seed``, ``nodes``, ``rounds`` ...) and sections
 ``[topology]`` (:mod:`gossip.network.topology`), ``[algorithm]``, ``[problem]``,
 ``[compression]``, ``[data]``, ``[model]``, ``[faults]`` (:mod:`gossip.network.faults`),
-``[time]`` (:mod:`gossip.network.sim_time`) and ``[attack]`` (:mod:`gossip.robust.attacks`).
+``[time]`` (:mod:`gossip.network.sim_time`), ``[attack]`` (:mod:`gossip.robust.attacks`) and
+``[privacy]`` (:mod:`gossip.privacy.dp_sgd`).
 Keys of a section are declared by the registry entry that owns them (:mod:`gossip.registry`:
 an algorithm's, a problem's, a compressor's options dataclass), so the same declarations
 validate a file and produce ``gossip train --help``.
@@ -105,7 +106,7 @@ LR_OPTIONS: list[Option] = [
 ]
 
 SECTIONS = ("topology", "algorithm", "problem", "compression", "data", "model", "faults", "time",
-            "attack")
+            "attack", "privacy")
 #: Sections whose keys are folded into ``[problem]`` (their ``name`` becomes this key).
 PASS_THROUGH = {"data": "dataset", "model": "model"}
 
@@ -120,6 +121,7 @@ DEFAULTS: dict[str, Any] = {
     "faults": {},
     "time": {},
     "attack": {"name": "none"},
+    "privacy": {},
 }
 
 
@@ -278,6 +280,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     out["faults"] = resolve("faults", sections["faults"], _fault_options())
     out["time"] = resolve("time", sections["time"], _time_options())
     out["attack"] = _named("attack", sections["attack"], _reg_attack_options)
+    out["privacy"] = resolve("privacy", sections["privacy"], _privacy_options())
     _check_combinations(out)
     return Config(out)
 
@@ -304,6 +307,9 @@ def _check_combinations(out: dict) -> None:
     from gossip.network.faults import check_faults
 
     check_faults(out)
+    from gossip.privacy.dp_sgd import check_privacy
+
+    check_privacy(out)
 
 
 def _check_top_keys(raw: dict) -> None:
@@ -392,6 +398,8 @@ def describe_keys() -> str:
         lines += [f"  attack.name = {name!r}:"]
         opts = _reg_attack_options(name)
         lines += [_line(f"  attack.{o.name}", o) for o in opts] or ["    (no options)"]
+    lines += ["", "[privacy] (gossip.privacy)"]
+    lines += [_line(f"privacy.{o.name}", o) for o in _privacy_options()]
     lines += ["", "[data], [model]: their keys are [problem] keys ([data] name = problem.dataset,",
               "  [model] name = problem.model), e.g. --set data.partition=iid"]
     return "\n".join(lines)
@@ -434,6 +442,12 @@ def _time_options() -> list[Option]:
     from gossip.network.sim_time import TIME_OPTIONS
 
     return TIME_OPTIONS
+
+
+def _privacy_options() -> list[Option]:
+    from gossip.privacy.dp_sgd import PRIVACY_OPTIONS
+
+    return PRIVACY_OPTIONS
 
 
 def _reg_compressor_names() -> list[str]:

@@ -113,9 +113,10 @@ class Logistic(Problem):
     def init_params(self, nodes: range) -> torch.Tensor:
         return torch.zeros(len(nodes), self.dim, dtype=self.dtype, device=self.device)
 
-    def gradients(
-        self, X: torch.Tensor, nodes: range, step: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, nodes: range, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(b, B, dim)`` and labels ``(b, B)`` of the hosted nodes' mini-batches at
+        ``step`` (``B`` of ``m`` drawn without replacement by ``rng([seed, node, step])``; all
+        ``m`` for ``batch_size = 0``)."""
         A = self.A[nodes.start : nodes.stop]
         b = self.b[nodes.start : nodes.stop]
         if self.batch_size:
@@ -127,7 +128,12 @@ class Logistic(Problem):
             idx_t = torch.as_tensor(idx, device=A.device)
             A = torch.gather(A, 1, idx_t.unsqueeze(2).expand(-1, -1, self.dim))
             b = torch.gather(b, 1, idx_t)
-        return self._grad(X, A, b)
+        return A, b
+
+    def gradients(
+        self, X: torch.Tensor, nodes: range, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._grad(X, *self.batch(nodes, step))
 
     def full_gradients(self, X: torch.Tensor, nodes: range) -> tuple[torch.Tensor, torch.Tensor]:
         """``grad f_i(x_i)`` over all ``m`` local samples, whatever ``batch_size``."""

@@ -9,8 +9,9 @@ reported here as a one-line ConfigError, the same on every rank):
 - the graph and the schedule ``W(t)`` (:func:`gossip.network.topology.build_topology`);
 - the compressor (``gossip.compression.make_compressor``; ``None`` for ``name = "none"``);
 - the problem, the algorithm, its :class:`~gossip.algorithms.Context`, the ``[attack]``
-  (:func:`gossip.robust.attacks.build_attack`: its channel becomes the communicator's) and the state
-  ``alg.init(ctx)``.
+  (:func:`gossip.robust.attacks.build_attack`: its channel becomes the communicator's), the
+  ``[privacy]`` wrapper of the problem (:func:`gossip.privacy.dp_sgd.with_privacy`) and the
+  state ``alg.init(ctx)``.
 
 :func:`gossip.runner.loop.run` then reads::
 
@@ -44,6 +45,7 @@ from gossip.errors import ConfigError, GossipError
 from gossip.network.faults import with_crashes, with_faults, without_faults
 from gossip.network.sim_time import make_clock
 from gossip.robust.attacks import AttackChannel
+from gossip.privacy.dp_sgd import privacy_on, with_privacy
 from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
@@ -215,6 +217,7 @@ class Experiment:
         # The channel: the [attack] (a reused communicator's earlier attack dropped), then the
         # [faults] after it (gossip.network.faults.with_faults replaces an earlier run's faults).
         attack = _attack(config, problem, alg, compressor)
+        problem = with_privacy(problem, config)  # [privacy]: DP-SGD gradients, epsilon
         before = without_faults(comm.channel)
         if attack is not None and attack.channel is not None:
             before = attack.channel
@@ -268,6 +271,10 @@ class Experiment:
         done or another process holds the folder."""
         comm = self.comm
         self.run_dir = Path(run_dir)
+        if privacy_on(self.config):
+            raise ConfigError("cannot resume a run with [privacy]: its per-node query counts "
+                              "(the accountant's input) are not in the checkpoint; start it "
+                              "again")
 
         def lock() -> None:
             self.lock = RunLock(self.run_dir)
