@@ -44,8 +44,8 @@ from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
 from gossip.network.faults import with_crashes, with_faults, without_faults
 from gossip.network.sim_time import make_clock
-from gossip.robust.attacks import AttackChannel
 from gossip.privacy.dp_sgd import privacy_on, with_privacy
+from gossip.robust.attacks import AttackChannel
 from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
