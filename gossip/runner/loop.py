@@ -30,10 +30,10 @@ from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError, GossipError
 from gossip.runner.agree import attempt, raise_together
-from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
 from gossip.runner.interrupt import RunInterrupted, StopSignals, agreed_signal, stopped_line
 from gossip.runner.records import consensus_distance, honest_rows, make_record
+from gossip.runner.run_id import refuse_differences
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
@@ -45,23 +45,9 @@ class TrainingDiverged(ConfigError):
 
 def _resume_config(run_dir: Path, given: Config | None) -> Config:
     saved = load_config(run_dir / "config.toml")
-    if given is None:
-        return saved
-    old, new = saved.to_dict(), given.to_dict()
-    for key in ("out", "name"):
-        if new.get(key) != old.get(key):
-            raise ConfigError(
-                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, given "
-                f"{new.get(key)!r}): the run stays in {str(run_dir)!r}; only "
-                f"{', '.join(RESUMABLE_CHANGES)} may change"
-            )
-    for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
-            raise ConfigError(
-                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, "
-                f"given {new.get(key)!r}); only {', '.join(RESUMABLE_CHANGES)} may change"
-            )
-    return given
+    if given is not None:
+        refuse_differences(saved, given, run_dir)
+    return saved if given is None else given
 
 
 def run(
