@@ -313,6 +313,7 @@ class Experiment:
         stats = comm.total_stats()
         summary: dict[str, Any] = {
             "status": status,
+            "interrupted": status == "interrupted",
             "run_dir": str(self.run_dir),
             "rounds_done": progress.rounds_done,
             "final": progress.records[-1] if progress.records else None,

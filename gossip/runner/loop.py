@@ -10,7 +10,8 @@ with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every
 after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
 appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
 ``checkpoint_every`` rounds (default: at every evaluation), at the end and when SIGINT/SIGTERM
-stops the run (:mod:`gossip.runner.interrupt`), by every rank together; ``run(...,
+stops the run (:mod:`gossip.runner.interrupt`), by every rank together (a run stopped so writes
+``summary.json`` with ``"interrupted": true``); ``run(...,
 resume=RUN_DIR)`` continues from the last complete one and produces the same records an
 uninterrupted run does (up to the clocks), because every random draw depends on
 ``(seed, node, step)`` or ``(seed, round)`` only.
@@ -19,6 +20,7 @@ uninterrupted run does (up to the clocks), because every random draw depends on
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -110,15 +112,40 @@ def _run(exp: Experiment, stop: StopSignals, quiet: bool, resume) -> dict[str, A
     loop = _Loop(exp, progress, writer, stop)
     try:
         status = loop.go(quiet)
+    except RunInterrupted as interrupt:
+        if interrupt.agreed:  # every rank at the same round boundary, its checkpoint written
+            raise _interrupted_summary(exp, progress, interrupt) from None
+        raise
     finally:
         if writer is not None:
             writer.close()
     summary = exp.summary(progress, status)
-    raise_together(comm, attempt(write_json, exp.run_dir / "summary.json", summary)
-                   if comm.rank == 0 else None)
+    _write_summary(exp, summary)
     if status == "diverged":
         raise TrainingDiverged(loop.diverged_message)
     return summary
+
+
+def _write_summary(exp: Experiment, summary: dict[str, Any]) -> None:
+    """Rank 0 writes ``summary.json`` atomically; its OutputError reaches every rank."""
+    raise_together(exp.comm, attempt(write_json, exp.run_dir / "summary.json", summary)
+                   if exp.comm.rank == 0 else None)
+
+
+def _interrupted_summary(exp: Experiment, progress: Progress,
+                         interrupt: RunInterrupted) -> RunInterrupted:
+    """Write the summary of a run every rank stopped at round ``progress.rounds_done`` for a
+    signal (``"interrupted": true``, ``rounds_done`` the checkpoint's round, ``signal``; a
+    resume replaces it at its end); returns the interrupt to raise, whose line says so when
+    the summary could not be written (the checkpoint is there either way)."""
+    summary = {**exp.summary(progress, "interrupted"),
+               "signal": signal.Signals(interrupt.signum).name}
+    try:
+        _write_summary(exp, summary)
+    except GossipError as err:
+        return RunInterrupted(interrupt.signum, f"{interrupt.message}; summary.json was not "
+                              f"written ({err})", interrupt.agreed)
+    return interrupt
 
 
 class _Loop:
