@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.runs import Run
+from gossip.runner.atomic import save_figure
 
 __all__ = ["FIGURES", "Figure", "plot_runs"]
 
@@ -126,7 +127,7 @@ def plot_runs(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
             ax.legend(fontsize="small")
             figure.tight_layout()
             path = out / fig.filename
-            figure.savefig(path)
+            save_figure(figure, path)
             written.append(path)
         finally:
             plt.close(figure)

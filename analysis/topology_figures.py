@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.topology_report import columns, format_value, to_csv
+from gossip.runner.atomic import save_figure
 
 __all__ = [
     "DRAW_MAX",
@@ -175,8 +176,10 @@ def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

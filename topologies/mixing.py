@@ -29,7 +29,8 @@ import scipy.sparse as sp
 
 from topologies.errors import TopologyError
 
-__all__ = ["mixing_matrix", "lazy", "rules", "check_mixing", "check_connected"]
+__all__ = ["mixing_matrix", "edge_mixing_matrix", "lazy", "rules", "check_mixing",
+           "check_connected"]
 
 _UNDIRECTED_RULES = ("metropolis", "uniform", "max_degree", "lazy_metropolis", "lazy_uniform")
 _RULES = (*_UNDIRECTED_RULES, "in_uniform")
@@ -101,6 +102,23 @@ def mixing_matrix(graph: nx.Graph, rule: str = "metropolis") -> sp.csr_array:
             "use rule='in_uniform'"
         )
     n, senders, receivers = _edges(graph)
+    return edge_mixing_matrix(n, senders, receivers, rule, directed=directed)
+
+
+def edge_mixing_matrix(n: int, senders: np.ndarray, receivers: np.ndarray,
+                       rule: str = "metropolis", *, directed: bool = False) -> sp.csr_array:
+    """:func:`mixing_matrix` of the graph on nodes ``0..n-1`` whose non-loop edges are
+    ``senders[k] -> receivers[k]`` (each undirected edge once unless ``directed``), without
+    building the graph. In the order of ``graph.edges()`` it gives :func:`mixing_matrix`'s
+    matrix to the last bit (the row sums add in that order).
+
+    >>> edge_mixing_matrix(3, np.array([0, 1]), np.array([1, 2])).toarray() * 3
+    array([[2., 1., 0.],
+           [1., 1., 1.],
+           [0., 1., 2.]])
+    """
+    if rule not in _RULES:
+        raise TopologyError(f"unknown mixing rule {rule!r}; choose one of {rules()}")
     if not directed:
         senders, receivers = (
             np.concatenate([senders, receivers]),

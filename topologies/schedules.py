@@ -23,7 +23,8 @@ import scipy.sparse as sp
 
 from topologies.builders import check_degree, check_p
 from topologies.errors import TopologyError
-from topologies.mixing import mixing_matrix
+from topologies.gnp import gnp_graph, gnp_pairs
+from topologies.mixing import edge_mixing_matrix, mixing_matrix
 
 __all__ = [
     "Schedule",
@@ -230,14 +231,20 @@ class RandomGraph(Schedule):
             self.degree = check_degree(self.n, degree, "random_graph")
         mixing_matrix(nx.empty_graph(2), rule)  # fail early on a bad rule
 
+    def _seed(self, t: int) -> int:
+        return int(_rng(self.seed, t).integers(2**32))
+
     def draw(self, t: int) -> nx.Graph:
-        """The graph of round ``t``."""
-        seed = int(_rng(self.seed, t).integers(2**32))
+        """The graph of round ``t`` (``erdos_renyi``: ``networkx.gnp_random_graph``'s graph with
+        the round's seed, drawn by :mod:`topologies.gnp`)."""
         if self.kind == "erdos_renyi":
-            return nx.gnp_random_graph(self.n, self.p, seed=seed)
-        return nx.random_regular_graph(self.degree, self.n, seed=seed)
+            return gnp_graph(self.n, self.p, self._seed(t))
+        return nx.random_regular_graph(self.degree, self.n, seed=self._seed(t))
 
     def _matrix(self, t: int) -> sp.csr_array:
+        if self.kind == "erdos_renyi":  # the matrix of draw(t)'s edges, without the graph
+            pairs = gnp_pairs(self.n, self.p, self._seed(t))
+            return edge_mixing_matrix(self.n, pairs[:, 0], pairs[:, 1], self.rule)
         return mixing_matrix(self.draw(t), self.rule)
 
 

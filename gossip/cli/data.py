@@ -59,6 +59,8 @@ def _plot(counts, path: str, title: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from gossip.runner.atomic import save_figure
+
     n, c = counts.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * n + 2), 3.5))
     bottom = np.zeros(n)
@@ -71,8 +73,10 @@ def _plot(counts, path: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(title="class", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ from typing import BinaryIO
 
 from gossip.errors import OutputError
 
-__all__ = ["AppendLog", "cannot_write", "fsync_dir", "temp_path", "write_atomic"]
+__all__ = ["AppendLog", "cannot_write", "fsync_dir", "save_figure", "temp_path",
+           "write_atomic"]
 
 
 def cannot_write(path: str | Path, err: OSError, what: str = "write") -> OutputError:
@@ -79,6 +80,22 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
     except BaseException:
         _remove(tmp)
         raise
+
+
+def save_figure(figure, path: str | Path, **savefig: object) -> Path:
+    """``figure.savefig`` (a matplotlib figure) into ``path`` through :func:`write_atomic`: a
+    reader never sees half a PNG, an old figure stays whole until the new one replaces it, and
+    when drawing or writing fails the temporary file is removed (OutputError for an OSError).
+
+    The temporary name has no suffix, so the format is named from ``path``'s (``.png`` ->
+    ``"png"``); a ``path`` without one gets ``.png``, as ``savefig`` does by default. Returns
+    the path written."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(f"{path.name}.png")
+    kind = path.suffix[1:].lower()
+    write_atomic(path, lambda f: figure.savefig(f, format=kind, **savefig))
+    return path
 
 
 def _remove(path: Path) -> None:

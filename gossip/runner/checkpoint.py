@@ -9,7 +9,8 @@ collective):
    algorithm state (the state
    ``NamedTuple`` as plain tuples; compressor states are fields of it, e.g. ``ChocoState.C``),
    its communication counters, ``r``, the RNG states (Python, NumPy, torch), the loop's clocks,
-   the metrics records so far, the world size and the run's id (:func:`config_hash`);
+   the metrics records so far, the world size and the run's id
+   (:func:`~gossip.runner.run_id.run_id`);
 2. every rank learns whether every rank's file of round ``r`` is durable
    (:func:`~gossip.runner.agree.raise_together`; a rank that failed to write makes every rank
    raise its one-line :class:`~gossip.errors.OutputError`, the previous checkpoint intact);
@@ -27,7 +28,6 @@ strings, ``torch.dtype`` and lists/tuples/dicts of them, so a crafted file canno
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
@@ -40,18 +40,14 @@ import numpy as np
 import torch
 
 from gossip.comm.base import CommStats, Communicator
-from gossip.config import Config
 from gossip.errors import ConfigError
 from gossip.runner.agree import attempt, raise_together
 from gossip.runner.atomic import cannot_write, write_atomic
 
-__all__ = ["MANIFEST", "RESUMABLE_CHANGES", "CheckpointError", "checkpoint_path",
-           "config_hash", "first_line", "own_files", "read_checkpoint", "restore_rng",
+__all__ = ["MANIFEST", "CheckpointError", "checkpoint_path",
+           "first_line", "own_files", "read_checkpoint", "restore_rng",
            "restore_state", "rng_state", "save_checkpoint", "unlink_quietly", "write_manifest"]
 
-#: Keys a resumed run may change (everything else must match the saved config).
-#: ``out`` and ``name`` are where the run lives: the folder given to ``--resume`` decides them.
-RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "device")
 MANIFEST = "manifest.json"
 FORMAT = 2
 _FILE = re.compile(r"state-round(\d+)-rank(\d+)\.pt")
@@ -64,14 +60,6 @@ class CheckpointError(ConfigError):
 def checkpoint_path(run_dir: str | Path, rank: int, round_: int) -> Path:
     """``RUN/checkpoints/state-round{round_}-rank{rank}.pt``."""
     return Path(run_dir) / "checkpoints" / f"state-round{round_}-rank{rank}.pt"
-
-
-def config_hash(config: Config) -> str:
-    """The run's id: SHA-256 (16 hex digits) of the resolved config without the keys a resume
-    may change (:data:`RESUMABLE_CHANGES`); a checkpoint of another run has another id."""
-    kept = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
-    text = json.dumps(kept, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rng_state() -> dict[str, Any]:
@@ -230,8 +218,9 @@ _KEYS = {"format": int, "run_id": str, "rank": int, "world_size": int, "rounds_d
          "metrics": list}
 
 
-def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_id: str,
-                    template: NamedTuple) -> tuple[dict[str, Any], NamedTuple]:
+def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int,
+                    run_ids: tuple[str, ...], template: NamedTuple
+                    ) -> tuple[dict[str, Any], NamedTuple]:
     """Load and check one checkpoint file; returns ``(payload, state)`` with ``state`` in the
     type, devices and dtypes of ``template``.
 
@@ -240,7 +229,8 @@ def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_
     CheckpointError
         One line naming the file and what is wrong: unreadable (truncated, empty, not a
         checkpoint), objects other than tensors and plain data, another rank, round, world size
-        or run, state fields or shapes unlike the algorithm's.
+        or run (an id not in ``run_ids``, :func:`~gossip.runner.run_id.accepted_run_ids`),
+        state fields or shapes unlike the algorithm's.
     """
     where = f"checkpoint {str(path)!r}"
     if path.stat().st_size == 0:
@@ -262,10 +252,10 @@ def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int, run_
         if not isinstance(data.get(key), kind):
             raise CheckpointError(f"{where} is not a checkpoint of this version "
                                   f"(needs {key!r} of type {kind.__name__})")
-    if data["run_id"] != run_id:
+    if data["run_id"] not in run_ids:
         raise CheckpointError(
             f"{where} belongs to another run (run id {data['run_id']}, this run's config "
-            f"gives {run_id}); it cannot be resumed here")
+            f"gives {' or '.join(run_ids)}); it cannot be resumed here")
     if data["world_size"] != world_size:
         raise CheckpointError(
             f"{where} was written by {data['world_size']} processes, this run has "

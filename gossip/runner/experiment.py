@@ -46,10 +46,11 @@ from gossip.network.faults import with_crashes, with_faults, without_faults
 from gossip.network.sim_time import make_clock
 from gossip.privacy.dp_sgd import privacy_on, with_privacy
 from gossip.robust.attacks import AttackChannel
-from gossip.runner.checkpoint import config_hash, restore_rng, save_checkpoint
+from gossip.runner.checkpoint import restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
 from gossip.runner.resume import resume_checkpoint
+from gossip.runner.run_id import accepted_run_ids, resumed_file, run_id
 from gossip.runner.rundir import default_name, new_run_dir, versions, write_text
 
 __all__ = ["Experiment", "Progress", "check_builds", "lr_schedule", "on_rank0"]
@@ -266,9 +267,10 @@ class Experiment:
     def restore(self, run_dir: str | Path) -> Progress:
         """Continue the run in ``run_dir`` from its last complete checkpoint (every rank at the
         same round, :func:`~gossip.runner.resume.resume_checkpoint`): state, byte counters
-        and RNG states as saved; rank 0 locks the folder first and rewrites ``config.toml``
-        (``rounds`` etc. may have changed). ConfigError when ``rounds`` is below the rounds
-        done or another process holds the folder."""
+        and RNG states as saved; rank 0 locks the folder first and rewrites the resumable keys
+        of ``config.toml`` (``rounds`` etc. may have changed; the other keys stay as the file
+        has them, :func:`~gossip.runner.run_id.resumed_file`). ConfigError when ``rounds`` is
+        below the rounds done or another process holds the folder."""
         comm = self.comm
         self.run_dir = Path(run_dir)
         if privacy_on(self.config):
@@ -280,8 +282,9 @@ class Experiment:
             self.lock = RunLock(self.run_dir)
 
         on_rank0(comm, lock)
-        ckpt, self.state = resume_checkpoint(self.run_dir, comm, config_hash(self.config),
-                                             self.state)
+        config_file = self.run_dir / "config.toml"
+        ckpt, self.state = resume_checkpoint(
+            self.run_dir, comm, accepted_run_ids(self.config, config_file), self.state)
         done, rounds = ckpt["rounds_done"], self.config["rounds"]
         if done > rounds:
             raise ConfigError(
@@ -291,7 +294,7 @@ class Experiment:
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])
         self.last_checkpoint = done
-        on_rank0(comm, lambda: write_text(self.run_dir / "config.toml", self.config.to_toml()))
+        on_rank0(comm, lambda: write_text(config_file, resumed_file(self.config, config_file)))
         return Progress(ckpt["rounds_done"], ckpt["metrics"], ckpt["clocks"])
 
     def checkpoint(self, progress: Progress) -> None:
@@ -299,7 +302,7 @@ class Experiment:
         calls it at the same round)."""
         save_checkpoint(
             self.run_dir, self.comm, rounds_done=progress.rounds_done, state=self.state,
-            clocks=progress.clocks, metrics=progress.records, run_id=config_hash(self.config),
+            clocks=progress.clocks, metrics=progress.records, run_id=run_id(self.config),
         )
         self.last_checkpoint = progress.rounds_done
 
@@ -317,6 +320,7 @@ class Experiment:
         stats = comm.total_stats()
         summary: dict[str, Any] = {
             "status": status,
+            "interrupted": status == "interrupted",
             "run_dir": str(self.run_dir),
             "rounds_done": progress.rounds_done,
             "final": progress.records[-1] if progress.records else None,

@@ -10,7 +10,8 @@ with ``eta = lr(t)`` and ``W(t) = schedule.matrix(t)``. After every ``eval_every
 after the last one, every rank joins one metrics record (:mod:`gossip.runner.records`), which rank 0
 appends to ``metrics.jsonl``. Checkpoints (:mod:`gossip.runner.checkpoint`) are written every
 ``checkpoint_every`` rounds (default: at every evaluation), at the end and when SIGINT/SIGTERM
-stops the run (:mod:`gossip.runner.interrupt`), by every rank together; ``run(...,
+stops the run (:mod:`gossip.runner.interrupt`), by every rank together (a run stopped so writes
+``summary.json`` with ``"interrupted": true``); ``run(...,
 resume=RUN_DIR)`` continues from the last complete one and produces the same records an
 uninterrupted run does (up to the clocks), because every random draw depends on
 ``(seed, node, step)`` or ``(seed, round)`` only.
@@ -18,6 +19,7 @@ uninterrupted run does (up to the clocks), because every random draw depends on
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,11 +29,11 @@ from gossip.comm.base import Communicator
 from gossip.config import Config, load_config
 from gossip.errors import ConfigError, GossipError
 from gossip.runner.agree import attempt, raise_together
-from gossip.runner.checkpoint import RESUMABLE_CHANGES
 from gossip.runner.experiment import Experiment, Progress, lr_schedule
 from gossip.runner.interrupt import RunInterrupted, StopSignals, stopped_line
 from gossip.runner.records import consensus_distance, honest_rows, make_record
 from gossip.runner.round_losses import RoundLosses
+from gossip.runner.run_id import refuse_differences
 from gossip.runner.rundir import MetricsWriter, write_json
 
 __all__ = ["TrainingDiverged", "lr_schedule", "run"]
@@ -43,23 +45,9 @@ class TrainingDiverged(ConfigError):
 
 def _resume_config(run_dir: Path, given: Config | None) -> Config:
     saved = load_config(run_dir / "config.toml")
-    if given is None:
-        return saved
-    old, new = saved.to_dict(), given.to_dict()
-    for key in ("out", "name"):
-        if new.get(key) != old.get(key):
-            raise ConfigError(
-                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, given "
-                f"{new.get(key)!r}): the run stays in {str(run_dir)!r}; only "
-                f"{', '.join(RESUMABLE_CHANGES)} may change"
-            )
-    for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
-            raise ConfigError(
-                f"cannot resume with a different {key!r} (saved {old.get(key)!r}, "
-                f"given {new.get(key)!r}); only {', '.join(RESUMABLE_CHANGES)} may change"
-            )
-    return given
+    if given is not None:
+        refuse_differences(saved, given, run_dir)
+    return saved if given is None else given
 
 
 def run(
@@ -122,15 +110,40 @@ def _run(exp: Experiment, stop: StopSignals, quiet: bool, resume) -> dict[str, A
     loop = _Loop(exp, progress, writer, stop)
     try:
         status = loop.go(quiet)
+    except RunInterrupted as interrupt:
+        if interrupt.agreed:  # every rank at the same round boundary, its checkpoint written
+            raise _interrupted_summary(exp, progress, interrupt) from None
+        raise
     finally:
         if writer is not None:
             writer.close()
     summary = exp.summary(progress, status)
-    raise_together(comm, attempt(write_json, exp.run_dir / "summary.json", summary)
-                   if comm.rank == 0 else None)
+    _write_summary(exp, summary)
     if status == "diverged":
         raise TrainingDiverged(loop.diverged_message)
     return summary
+
+
+def _write_summary(exp: Experiment, summary: dict[str, Any]) -> None:
+    """Rank 0 writes ``summary.json`` atomically; its OutputError reaches every rank."""
+    raise_together(exp.comm, attempt(write_json, exp.run_dir / "summary.json", summary)
+                   if exp.comm.rank == 0 else None)
+
+
+def _interrupted_summary(exp: Experiment, progress: Progress,
+                         interrupt: RunInterrupted) -> RunInterrupted:
+    """Write the summary of a run every rank stopped at round ``progress.rounds_done`` for a
+    signal (``"interrupted": true``, ``rounds_done`` the checkpoint's round, ``signal``; a
+    resume replaces it at its end); returns the interrupt to raise, whose line says so when
+    the summary could not be written (the checkpoint is there either way)."""
+    summary = {**exp.summary(progress, "interrupted"),
+               "signal": signal.Signals(interrupt.signum).name}
+    try:
+        _write_summary(exp, summary)
+    except GossipError as err:
+        return RunInterrupted(interrupt.signum, f"{interrupt.message}; summary.json was not "
+                              f"written ({err})", interrupt.agreed)
+    return interrupt
 
 
 class _Loop:

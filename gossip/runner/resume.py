@@ -2,9 +2,11 @@
 
 :func:`resume_checkpoint` (a collective) removes temporary files left by a crash, has every
 rank check its own files (:func:`~gossip.runner.checkpoint.read_checkpoint`: readable, its
-rank and round, this world size, this run's id, the state's fields and shapes), and rank 0
-picks the round: the manifest's when every rank's file of it is good, else the latest round
-every rank has a good file of, else none. Rank 0 broadcasts the decision, so every rank starts
+rank and round, this world size, one of this run's ids
+(:func:`~gossip.runner.run_id.accepted_run_ids`), the state's fields and shapes), and rank 0
+checks that every rank has the same ids (the same config) and picks the round: the
+manifest's when every rank's file of it is good, else the latest round every rank has a good
+file of, else none. Rank 0 broadcasts the decision, so every rank starts
 at the same round or every rank raises the same one-line
 :class:`~gossip.runner.checkpoint.CheckpointError` (no rank waits in a collective the others
 skip). The files are written by :func:`~gossip.runner.checkpoint.save_checkpoint`.
@@ -44,7 +46,8 @@ def _remove_temporaries(folder: Path, rank: int) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _check_own(folder: Path, rank: int, size: int, run_id: str, template: NamedTuple):
+def _check_own(folder: Path, rank: int, size: int, run_ids: tuple[str, ...],
+               template: NamedTuple):
     """``(report, loaded)``: round -> ``None`` (good) or what is wrong, for each of this rank's
     files; ``loaded`` round -> ``(payload, state)`` of the good ones."""
     report: dict[int, str | None] = {}
@@ -57,7 +60,7 @@ def _check_own(folder: Path, rank: int, size: int, run_id: str, template: NamedT
     for r, path in sorted(files.items()):
         try:
             loaded[r] = read_checkpoint(path, rank=rank, round_=r, world_size=size,
-                                        run_id=run_id, template=template)
+                                        run_ids=run_ids, template=template)
             report[r] = None
         except CheckpointError as err:
             report[r] = str(err)
@@ -66,7 +69,8 @@ def _check_own(folder: Path, rank: int, size: int, run_id: str, template: NamedT
     return report, loaded
 
 
-def _read_manifest(folder: Path, size: int, run_id: str) -> tuple[int | None, str | None]:
+def _read_manifest(folder: Path, size: int, run_ids: tuple[str, ...]
+                   ) -> tuple[int | None, str | None]:
     """``(round, None)`` from the manifest, or ``(None, why not)``."""
     path = folder / MANIFEST
     where = f"manifest {str(path)!r}"
@@ -79,7 +83,7 @@ def _read_manifest(folder: Path, size: int, run_id: str) -> tuple[int | None, st
         return None, f"no {where}"
     except (OSError, ValueError, KeyError, TypeError) as err:
         return None, f"{where} is damaged ({first_line(err)})"
-    if manifest.get("run_id") != run_id:
+    if manifest.get("run_id") not in run_ids:
         return None, f"{where} belongs to another run"
     if manifest.get("world_size") != size:
         n = manifest.get("world_size")
@@ -88,9 +92,16 @@ def _read_manifest(folder: Path, size: int, run_id: str) -> tuple[int | None, st
     return round_, None
 
 
-def _decide(folder: Path, reports: list[dict[int, str | None]], size: int, run_id: str):
-    """Rank 0's choice: ``("ok", round, note or None)`` or ``("error", message)``."""
-    manifest_round, manifest_problem = _read_manifest(folder, size, run_id)
+def _decide(folder: Path, reports: list[dict[int, str | None]], size: int,
+            ids: list[tuple[str, ...]]):
+    """Rank 0's choice: ``("ok", round, note or None)`` or ``("error", message)``; ``ids`` are
+    the run ids every rank accepts (from its config), which must agree."""
+    for k, other in enumerate(ids):
+        if other != ids[0]:
+            return ("error", f"cannot resume: rank {k} reads another config than rank 0 (run id "
+                             f"{other[0]}, rank 0 has {ids[0][0]}); every rank must read the "
+                             f"same {str(folder.parent / 'config.toml')!r}")
+    manifest_round, manifest_problem = _read_manifest(folder, size, ids[0])
     rounds = sorted({r for rep in reports for r in rep if r >= 0})
     complete = [r for r in rounds if all(rep.get(r, "missing") is None for rep in reports)]
 
@@ -119,13 +130,14 @@ def _decide(folder: Path, reports: list[dict[int, str | None]], size: int, run_i
                      f"{why(manifest_round if manifest_round is not None else rounds[-1])}")
 
 
-def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
+def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_ids: tuple[str, ...],
                       template: NamedTuple) -> tuple[dict[str, Any], NamedTuple]:
     """The checkpoint every rank resumes from (collective; see the module docstring).
 
-    Returns this rank's ``(payload, state)`` of the chosen round; rank 0 prints one line on
-    stderr when that is not the manifest's round. Files of other rounds are removed and the
-    manifest names the chosen round.
+    ``run_ids`` are the ids a checkpoint of this run may carry, this version's first
+    (:func:`~gossip.runner.run_id.accepted_run_ids`). Returns this rank's ``(payload, state)``
+    of the chosen round; rank 0 prints one line on stderr when that is not the manifest's
+    round. Files of other rounds are removed and the manifest names the chosen round.
 
     Raises
     ------
@@ -134,13 +146,14 @@ def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
     """
     folder = Path(run_dir) / "checkpoints"
     rank, size = comm.rank, comm.size
-    report, loaded = _check_own(folder, rank, size, run_id, template)
+    report, loaded = _check_own(folder, rank, size, run_ids, template)
     if size > 1:
-        reports = [comm.broadcast_object(report if rank == k else None, root=k)
-                   for k in range(size)]
+        told = [comm.broadcast_object((report, run_ids) if rank == k else None, root=k)
+                for k in range(size)]
     else:
-        reports = [report]
-    decision = _decide(folder, reports, size, run_id) if rank == 0 else None
+        told = [(report, run_ids)]
+    reports, ids = [r for r, _ in told], [tuple(i) for _, i in told]
+    decision = _decide(folder, reports, size, ids) if rank == 0 else None
     if size > 1:
         decision = comm.broadcast_object(decision, root=0)
     if decision[0] == "error":
@@ -151,6 +164,6 @@ def resume_checkpoint(run_dir: str | Path, comm: Communicator, run_id: str,
     for r, path in own_files(folder, rank).items():
         if r != round_:
             unlink_quietly(path)
-    raise_together(comm, attempt(write_manifest, folder, round_, size, run_id)
+    raise_together(comm, attempt(write_manifest, folder, round_, size, run_ids[0])
                    if rank == 0 and note else None)
     return loaded[round_]

@@ -157,6 +157,59 @@ def test_plot_runs_skips_figures_without_data(tmp_path):
                      tmp_path / "none") == []
 
 
+def test_plot_pngs_are_the_bytes_savefig_writes(two_runs, tmp_path):
+    """Written through a temporary file (gossip.runner.atomic.save_figure), a figure is the
+    same PNG savefig writes to the path directly; the folder holds no temporary file."""
+    import matplotlib.figure
+
+    written = plot_runs(load_runs(two_runs), tmp_path / "atomic")
+    direct = matplotlib.figure.Figure.savefig
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matplotlib.figure.Figure, "savefig",
+                      lambda fig, f, format, **kw: direct(fig, tmp_path / "direct.png", **kw))
+        plot_runs(load_runs(two_runs), tmp_path / "unused")
+        assert (tmp_path / "direct.png").read_bytes() == written[-1].read_bytes()
+    assert sorted(p.name for p in (tmp_path / "atomic").iterdir()) == sorted(
+        p.name for p in written)
+
+
+@pytest.mark.parametrize("failure", ["full disk", "drawing"])
+def test_plot_failing_writer_keeps_the_old_png_and_no_temporary(two_runs, capsys, monkeypatch,
+                                                                failure):
+    """savefig writes half a PNG, then fails: a full disk is one line and exit 2, a drawing
+    error propagates; either way the figure of the run before stays whole and no temporary
+    file is left."""
+    import errno
+    import os
+
+    import matplotlib.figure
+
+    from gossip.cli import main
+
+    runs = [str(p) for p in two_runs]
+    assert main(["plot", *runs]) == 0
+    plots = two_runs[0] / "plots"
+    before = {p.name: p.read_bytes() for p in plots.iterdir()}
+
+    def failing(fig, f, **kw):
+        f.write(b"\x89PNG\r\n\x1a\n half a figure")
+        if failure == "drawing":
+            raise RuntimeError("the renderer failed")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing)
+    capsys.readouterr()
+    if failure == "drawing":
+        with pytest.raises(RuntimeError, match="the renderer failed"):
+            main(["plot", *runs])
+    else:
+        assert main(["plot", *runs]) == 2
+        assert capsys.readouterr().err == (
+            f"gossip plot: error: cannot write {str(plots / 'accuracy_vs_round.png')!r}: "
+            "No space left on device (ENOSPC)\n")
+    assert {p.name: p.read_bytes() for p in plots.iterdir()} == before
+
+
 def parse(module, argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)

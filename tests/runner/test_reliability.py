@@ -312,8 +312,11 @@ def test_signal_in_process_checkpoints_and_resumes(tmp_path, capsys, sig):
     assert line == (f"gossip train: interrupted by {sig.name} after round {done}: checkpoint "
                     f"of round {done} written in {run_dir}; resume with: python -m gossip "
                     f"train --resume {run_dir}")
-    assert debris(run_dir) == [] and not (run_dir / "summary.json").exists()
+    assert debris(run_dir) == []
+    stopped = json.loads((run_dir / "summary.json").read_text())
+    assert (stopped["interrupted"], stopped["rounds_done"]) == (True, done)
     assert main(["--resume", str(run_dir), "--set", f"rounds={done + 4}", "--quiet"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["interrupted"] is False
     _same_as_uninterrupted(tmp_path, run_dir, done + 4, exact=True)
 
 
@@ -432,3 +435,70 @@ def test_stop_signals_first_sets_a_flag_second_stops_at_once(tmp_path):
             f"interrupted by SIGINT; the last complete checkpoint is of round 6 in {tmp_path}; "
             f"resume with: {resume_command(tmp_path, 1)}")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_writes_a_summary_that_the_resume_replaces(tmp_path, monkeypatch, sig):
+    """A signal during round 2 (0-based): every rank stops after round 3 with its checkpoint
+    and summary.json says interrupted at round 3; the resume's summary is the uninterrupted
+    run's (same final record, rounds and bytes), interrupted false."""
+    from gossip.algorithms.dsgd import DSGD
+    from gossip.runner.interrupt import RunInterrupted
+
+    base = [*BASE, f"out='{tmp_path}'", "rounds=7"]
+    full = run(load_config(None, [*base, "name=full"]), quiet=True)
+    plain = DSGD.round
+
+    def signalled(self, state, t, ctx):
+        if t == 2:
+            signal.raise_signal(sig)
+        return plain(self, state, t, ctx)
+
+    monkeypatch.setattr(DSGD, "round", signalled)
+    with pytest.raises(RunInterrupted) as stop:
+        run(load_config(None, [*base, "name=cut"]), quiet=True)
+    assert stop.value.agreed and stop.value.exit_code == 128 + sig
+    cut = tmp_path / "cut"
+    summary = json.loads((cut / "summary.json").read_text())
+    assert (summary["status"], summary["interrupted"], summary["rounds_done"],
+            summary["signal"]) == ("interrupted", True, 3, sig.name)
+    assert summary["final"]["round"] == 3
+    assert json.loads((cut / "checkpoints" / "manifest.json").read_text())["round"] == 3
+    assert debris(cut) == []
+    monkeypatch.setattr(DSGD, "round", plain)
+    resumed = run(load_config(None, [*base, "name=cut"]), resume=cut, quiet=True)
+    stored = json.loads((cut / "summary.json").read_text())
+    assert stored["interrupted"] is False and stored["status"] == "finished"
+    for key in ("rounds_done", "bytes_sent", "messages"):
+        assert stored[key] == resumed[key] == full[key], key
+    assert strip_times([stored["final"]]) == strip_times([full["final"]])
+
+
+def test_interrupt_line_says_when_its_summary_cannot_be_written(tmp_path, monkeypatch):
+    """The checkpoint is written; the summary write fails (full disk): the line keeps the
+    resume command and adds why there is no summary.json."""
+    from gossip.algorithms.dsgd import DSGD
+    from gossip.runner import loop
+    from gossip.runner.interrupt import RunInterrupted, resume_command
+
+    plain = DSGD.round
+
+    def signalled(self, state, t, ctx):
+        if t == 1:
+            signal.raise_signal(signal.SIGINT)
+        return plain(self, state, t, ctx)
+
+    def full_disk(path, obj):
+        raise OutputError(f"cannot write {str(path)!r}: No space left on device (ENOSPC)")
+
+    monkeypatch.setattr(DSGD, "round", signalled)
+    monkeypatch.setattr(loop, "write_json", full_disk)
+    with pytest.raises(RunInterrupted) as stop:
+        run(load_config(None, [*BASE, f"out='{tmp_path}'", "rounds=7", "name=cut"]), quiet=True)
+    cut = tmp_path / "cut"
+    assert stop.value.message == (
+        f"interrupted by SIGINT after round 2: checkpoint of round 2 written in {cut}; resume "
+        f"with: {resume_command(cut, 1)}; summary.json was not written (cannot write "
+        f"{str(cut / 'summary.json')!r}: No space left on device (ENOSPC))")
+    assert not (cut / "summary.json").exists()
+    assert json.loads((cut / "checkpoints" / "manifest.json").read_text())["round"] == 2
