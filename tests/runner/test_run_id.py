@@ -158,7 +158,8 @@ def test_run_id_ignores_a_new_key_at_its_default_and_not_a_changed_one(monkeypat
     given = [*BASE, "algorithm.lr=0.05"]
     before = load_config(None, given)
     new = Option("new_key", float, 0.0, "a key of a later version")
-    monkeypatch.setattr(gossip.network.faults, "FAULT_OPTIONS", [*gossip.network.faults.FAULT_OPTIONS, new])
+    faults = gossip.network.faults
+    monkeypatch.setattr(faults, "FAULT_OPTIONS", [*faults.FAULT_OPTIONS, new])
     after = load_config(None, given)
     assert after["faults"]["new_key"] == 0.0
     assert run_id(after) == run_id(before)
