@@ -29,8 +29,8 @@ Every metrics record gets ``epsilon`` (max over nodes) at ``privacy.delta``;
 query counts. Refused (one-line ConfigError): the quadratic problem (no per-sample structure),
 the ``loop`` back-end (per-sample gradients would be a loop), algorithms that use full-batch
 gradients (``mime``) or the event-driven lazy gradients (``async_sgd``, ``async_gossip``),
-``batch_size`` larger than a node's data, and resuming a private run (the query counts are
-not in the checkpoint).
+and ``batch_size`` larger than a node's data. A private run resumes exactly: the query
+counts are in the checkpoint (:meth:`PrivateProblem.checkpoint_state`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from gossip.privacy.per_sample import (
 from gossip.problems.base import Problem
 from gossip.problems.classification.problem import ClassificationProblem
 from gossip.problems.logistic import Logistic
+from gossip.runner.checkpoint import CheckpointError
 
 __all__ = ["FEDERATED", "PRIVACY_OPTIONS", "REFUSED", "PrivateProblem", "check_privacy",
            "privacy_on", "with_privacy"]
@@ -149,8 +150,13 @@ class PrivateProblem(Problem):
                 f"holds each example at most once); node {i} has {self.sizes[i]} samples, "
                 f"batch_size={self.batch}"
             )
-        #: ``calls[i][t]``: gradients node ``i`` took at step ``t`` (hosted nodes only).
+        #: ``calls[i][t]``: gradients node ``i`` took at step ``t``, for its last two steps
+        #: (hosted nodes only); older steps are folded into ``released``.
         self.calls: dict[int, dict[int, int]] = {}
+        #: ``released[i][k]``: released steps of node ``i`` with ``k`` gradients, folded.
+        self.released: dict[int, dict[int, int]] = {}
+        #: ``folded_below[i]``: node ``i``'s steps below it are folded (no longer counted).
+        self.folded_below: dict[int, int] = {}
         self.last_epsilons: list[float] | None = None
 
     def __getattr__(self, name: str):
@@ -164,11 +170,7 @@ class PrivateProblem(Problem):
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """DP-SGD gradients ``(b, dim)`` and the mini-batch losses ``(b,)`` (module docstring)."""
         S, losses = self.clipped_sums(X, nodes, step)
-        calls = []
-        for i in nodes:
-            per_step = self.calls.setdefault(i, {})
-            calls.append(per_step.get(step, 0))
-            per_step[step] = calls[-1] + 1
+        calls = [self._count_call(i, step) for i in nodes]
         if self.noise_multiplier > 0:
             # rows whose gradient is not released (clients not sampled) are thrown away by
             # the algorithm: they get no noise, which saves drawing it
@@ -210,13 +212,57 @@ class PrivateProblem(Problem):
                      else inner.reg)
 
     # -- accounting --------------------------------------------------------------------------
+    def _count_call(self, node: int, step: int) -> int:
+        """Note one gradient of ``node`` at ``step``; returns how many it took there before.
+        Steps two or more behind ``step`` are final (no algorithm goes back to an older batch)
+        and are folded into ``released``, so the counts stay a few entries per node."""
+        per_step = self.calls.setdefault(node, {})
+        for old in [t for t in per_step if t < step - 1]:
+            self._fold(node, old, per_step.pop(old))
+        done = self.folded_below.get(node, 0)
+        if step < done:
+            raise RuntimeError(f"node {node} took a gradient at step {step} after steps "
+                               f"below {done} were accounted")
+        c = per_step.get(step, 0)
+        per_step[step] = c + 1
+        return c
+
+    def _fold(self, node: int, step: int, k: int) -> None:
+        self.folded_below[node] = max(self.folded_below.get(node, 0), step + 1)
+        if self.participates is None or self.participates(node, step):
+            counts = self.released.setdefault(node, {})
+            counts[k] = counts.get(k, 0) + 1
+
     def histogram(self, node: int) -> tuple[tuple[int, int], ...]:
         """``((k, steps), ...)``: how many released steps node ``node`` queried ``k`` times."""
-        counts: dict[int, int] = {}
+        counts = dict(self.released.get(node, {}))
         for step, k in self.calls.get(node, {}).items():
             if self.participates is None or self.participates(node, step):
                 counts[k] = counts.get(k, 0) + 1
         return tuple(sorted(counts.items()))
+
+    def checkpoint_state(self) -> dict:
+        """The query counts of the hosted nodes (the accountant's input), as plain lists."""
+        return {
+            "calls": [[i, t, k] for i, per in self.calls.items() for t, k in per.items()],
+            "released": [[i, k, m] for i, per in self.released.items() for k, m in per.items()],
+            "folded_below": [[i, t] for i, t in self.folded_below.items()],
+        }
+
+    def restore_checkpoint_state(self, saved: dict) -> None:
+        """Take back :meth:`checkpoint_state` of a checkpoint."""
+        try:
+            calls, released, below = saved["calls"], saved["released"], saved["folded_below"]
+            self.calls, self.released, self.folded_below = {}, {}, {}
+            for i, t, k in calls:
+                self.calls.setdefault(int(i), {})[int(t)] = int(k)
+            for i, k, m in released:
+                self.released.setdefault(int(i), {})[int(k)] = int(m)
+            for i, t in below:
+                self.folded_below[int(i)] = int(t)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint has no valid [privacy] query counts "
+                                  f"({type(err).__name__}: {err})") from None
 
     def epsilons(self, comm) -> list[float]:
         """Collective: ``epsilon`` at ``delta`` of every node (the same list on every rank)."""

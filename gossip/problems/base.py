@@ -26,6 +26,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from gossip.errors import ConfigError
 from gossip.registry import NoOptions, Registry
 
 __all__ = ["PROBLEMS", "Problem", "register_problem"]
@@ -81,6 +82,18 @@ class Problem(ABC):
     def describe(self) -> dict:
         """What goes into ``summary.json`` about this problem."""
         return {"dim": self.dim}
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint keeps of the problem besides the parameters, as plain data: ``{}``
+        (batches are functions of ``(seed, i, step)``); the DP-SGD wrapper's query counts."""
+        return {}
+
+    def restore_checkpoint_state(self, saved: dict) -> None:
+        """Take back :meth:`checkpoint_state` from a checkpoint: here ``{}``; anything else
+        was written for another problem (ConfigError)."""
+        if saved:
+            raise ConfigError(f"checkpoint holds problem state {sorted(saved)} that "
+                              f"{type(self).__name__} does not keep; it is from another run")
 
 
 #: Every problem by its ``[problem] name``: a factory

@@ -138,9 +138,11 @@ def save_checkpoint(
     clocks: dict[str, float],
     metrics: list[dict],
     run_id: str,
+    problem_state: dict | None = None,
 ) -> Path:
     """Write the checkpoint of round ``rounds_done`` (collective; see the module docstring).
-    Returns this rank's file."""
+    ``problem_state`` is the problem's own part (:meth:`~gossip.problems.base.Problem.
+    checkpoint_state`, plain data). Returns this rank's file."""
     rank, size = comm.rank, comm.size
     path = checkpoint_path(run_dir, rank, rounds_done)
     folder = path.parent
@@ -156,6 +158,7 @@ def save_checkpoint(
         "clocks": _plain(dict(clocks)),
         "rng": rng_state(),
         "metrics": _plain(list(metrics)),
+        "problem": _plain(dict(problem_state or {})),
     }
     raise_together(comm, attempt(_write_file, path, payload))  # every rank's file is durable
     raise_together(comm, attempt(write_manifest, folder, rounds_done, size, run_id)
@@ -279,8 +282,12 @@ def read_checkpoint(path: Path, *, rank: int, round_: int, world_size: int,
 def restore_state(template: NamedTuple, saved: dict[str, Any], where: str = "checkpoint"
                   ) -> NamedTuple:
     """The saved values in the type (and on the device/dtype) of ``template``; CheckpointError
-    when fields, types or tensor shapes differ."""
+    when fields, types or tensor shapes differ (a field missing from ``saved`` is taken from
+    ``template`` where it is ``()``, a part of the state that is off)."""
     fields = template._asdict()
+    # a field added in a later version holds () when its feature is off: a checkpoint written
+    # before it lacks the field and resumes with the same ()
+    saved = {**{k: v for k, v in fields.items() if k not in saved and v == ()}, **saved}
     if set(fields) != set(saved):
         raise CheckpointError(
             f"{where} has state fields {sorted(saved)}, the algorithm has {sorted(fields)}")

@@ -44,8 +44,9 @@ from gossip.config import Config, build_topology
 from gossip.errors import ConfigError, GossipError
 from gossip.network.faults import with_crashes, with_faults, without_faults
 from gossip.network.sim_time import make_clock
-from gossip.privacy.dp_sgd import privacy_on, with_privacy
+from gossip.privacy.dp_sgd import with_privacy
 from gossip.robust.attacks import AttackChannel
+from gossip.runner.agree import attempt, raise_together
 from gossip.runner.checkpoint import restore_rng, save_checkpoint
 from gossip.runner.launch_env import torch_threads
 from gossip.runner.lock import RunLock
@@ -273,10 +274,6 @@ class Experiment:
         below the rounds done or another process holds the folder."""
         comm = self.comm
         self.run_dir = Path(run_dir)
-        if privacy_on(self.config):
-            raise ConfigError("cannot resume a run with [privacy]: its per-node query counts "
-                              "(the accountant's input) are not in the checkpoint; start it "
-                              "again")
 
         def lock() -> None:
             self.lock = RunLock(self.run_dir)
@@ -293,6 +290,8 @@ class Experiment:
             )
         comm.stats = CommStats(**ckpt["stats"])
         restore_rng(ckpt["rng"])
+        raise_together(comm, attempt(self.problem.restore_checkpoint_state,
+                                     ckpt.get("problem", {})))
         self.last_checkpoint = done
         on_rank0(comm, lambda: write_text(config_file, resumed_file(self.config, config_file)))
         return Progress(ckpt["rounds_done"], ckpt["metrics"], ckpt["clocks"])
@@ -303,6 +302,7 @@ class Experiment:
         save_checkpoint(
             self.run_dir, self.comm, rounds_done=progress.rounds_done, state=self.state,
             clocks=progress.clocks, metrics=progress.records, run_id=run_id(self.config),
+            problem_state=self.problem.checkpoint_state(),
         )
         self.last_checkpoint = progress.rounds_done
 

@@ -111,7 +111,10 @@ def test_noise_statistics_and_seeding():
     assert torch.equal(whole, parts)
     second = again.gradients(X, range(8), 3)[0]
     assert not torch.allclose(second, whole)
-    assert torch.equal(private.gradients(X, range(8), 3)[0], second)  # its 2nd call too
+    third = PrivateProblem(p, clip=C, noise_multiplier=sigma, delta=1e-5, accountant="rdp",
+                           seed=9)
+    third.gradients(X, range(8), 3)
+    assert torch.equal(third.gradients(X, range(8), 3)[0], second)  # its 2nd call too
     assert again.histogram(0) == ((2, 1),)  # two queries of step 3
 
 
@@ -171,12 +174,29 @@ def test_off_by_default_is_the_problem_itself(problem):
     assert cfg["privacy"]["clip"] is None and with_privacy(problem, cfg) is problem
 
 
-def test_a_private_run_cannot_be_resumed(tmp_path):
-    from gossip.runner.loop import run
-
-    over = ["problem.name=logistic", "problem.batch_size=8", "nodes=4", "rounds=2",
-            "eval_every=1", "privacy.clip=1.0", "privacy.noise_multiplier=1.0",
-            f"out='{tmp_path}'", "name=r"]
-    run(load_config(None, over), quiet=True)
-    with pytest.raises(ConfigError, match="cannot resume a run with \\[privacy\\]"):
-        run(resume=tmp_path / "r", quiet=True)
+def test_query_counts_stay_a_few_entries_and_survive_a_checkpoint(problem):
+    """Steps two behind are folded into the released histogram: the counts stay small, the
+    histogram is the same, and checkpoint_state -> restore gives the same epsilon inputs."""
+    P = PrivateProblem(problem, clip=1.0, noise_multiplier=1.0, delta=1e-5, accountant="rdp",
+                       seed=0, participates=lambda i, t: t % 3 != 0)
+    nodes = range(4)
+    X = problem.init_params(nodes)
+    for t in range(50):
+        P.gradients(X, nodes, t)
+        if t % 7 == 0:
+            P.gradients(X, nodes, t)  # a second query of the same batch
+    assert all(len(per) <= 2 for per in P.calls.values())
+    released = [t for t in range(50) if t % 3 != 0]
+    twice = sum(1 for t in released if t % 7 == 0)
+    assert P.histogram(nodes[0]) == ((1, len(released) - twice), (2, twice))
+    Q = PrivateProblem(problem, clip=1.0, noise_multiplier=1.0, delta=1e-5, accountant="rdp",
+                       seed=0, participates=lambda i, t: t % 3 != 0)
+    Q.restore_checkpoint_state(P.checkpoint_state())
+    assert [Q.histogram(i) for i in nodes] == [P.histogram(i) for i in nodes]
+    G1, _ = P.gradients(X, nodes, 50)
+    G2, _ = Q.gradients(X, nodes, 50)
+    assert torch.equal(G1, G2)
+    with pytest.raises(RuntimeError, match="after steps below"):
+        P.gradients(X, nodes, 10)
+    with pytest.raises(ConfigError, match="no valid \\[privacy\\] query counts"):
+        Q.restore_checkpoint_state({})

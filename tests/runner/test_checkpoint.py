@@ -44,10 +44,7 @@ def algorithm_cases():
     sys.path.insert(0, str(REPO_ROOT / "tests" / "run_scripts"))
     import equivalence
 
-    # [privacy] runs refuse --resume (their query counts are not checkpointed;
-    # tests/privacy/test_dp_sgd.py::test_a_private_run_cannot_be_resumed)
-    private = set(equivalence.privacy_cases())
-    return {k: v for k, v in equivalence.cases().items() if k not in private}
+    return {**equivalence.cases(), **equivalence.privacy_cases()}
 
 
 @pytest.mark.parametrize("case", sorted(algorithm_cases()))
@@ -227,3 +224,21 @@ def test_rank_killed_while_checkpointing_then_resume_equals_uninterrupted(tmp_pa
     assert len(lines) == 1 and "no complete checkpoint" in lines[0], bad.stderr
     assert "no complete checkpoint" in lines[0] and "rank 2 has no file state-round8-rank2.pt" \
         in lines[0]
+
+
+def test_a_state_field_added_later_and_off_resumes_from_an_older_checkpoint():
+    """A checkpoint written before a state field existed (``S`` of fedavg, ``R`` of the robust
+    server) resumes when the field is ``()`` (its feature off); a missing tensor is refused."""
+    from typing import NamedTuple
+
+    from gossip.runner.checkpoint import CheckpointError, restore_state
+
+    class State(NamedTuple):
+        X: torch.Tensor
+        S: tuple = ()
+
+    X = torch.arange(3.0)
+    got = restore_state(State(torch.zeros(3)), {"X": X})
+    assert torch.equal(got.X, X) and got.S == ()
+    with pytest.raises(CheckpointError, match="state fields \\['X'\\], the algorithm has"):
+        restore_state(State(torch.zeros(3), torch.zeros(1)), {"X": X})
