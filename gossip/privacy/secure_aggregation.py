@@ -5,8 +5,8 @@ Bonawitz et al., 2017, "Practical Secure Aggregation for Privacy-Preserving Mach
 sampled clients of ``fedavg``, every node of ``allreduce``), ``m = |U|``:
 
 1. *Fixed point.* Client ``i`` saturates its vector to ``[-c, c]`` (``c`` =
-   ``algorithm.secure_aggregation_clip``; entries beyond it are clipped, silently: choose
-   ``c`` above the largest update) and maps it to ``Z_{2^k}`` (``k`` =
+   ``algorithm.secure_aggregation_clip``; entries beyond it are clipped, with a warning:
+   choose ``c`` above the largest update) and maps it to ``Z_{2^k}`` (``k`` =
    ``algorithm.secure_aggregation_bits``) with ``f`` fractional bits,
    ``q_i = round(2^f clip_c(x_i)) mod 2^k``. ``f`` (:func:`fraction_bits`) is the largest
    with ``m ceil(2^f c) <= 2^{k-1} - 1``, so the sum of any ``m`` encoded vectors lies in
@@ -64,6 +64,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -252,9 +253,20 @@ def masked_inputs(p: SecAgg, X: torch.Tensor, senders: np.ndarray, nodes: range,
         mask = client_mask(p, t, i, senders, d)
         if p.double_mask:
             mask = (mask + self_mask(p, t, i, d)) % M
-        q = encode(X[i - nodes.start], p.bits, p.frac, p.clip)
+        row = X[i - nodes.start]
+        _warn_saturated(row, p.clip)
+        q = encode(row, p.bits, p.frac, p.clip)
         Y[i - nodes.start] = (q + torch.from_numpy(mask).to(X.device)) % M
     return Y
+
+
+def _warn_saturated(x: torch.Tensor, clip: float) -> None:
+    """A warning (shown once: its text does not change within a run) when a client's update
+    has entries beyond ``[-clip, clip]``: the encoding saturates them, the mean is biased."""
+    if bool((x.abs() > clip).any()):
+        warnings.warn(f"secure aggregation saturated entries of a client's update to +-{clip}; "
+                      f"raise algorithm.secure_aggregation_clip above the largest update entry",
+                      stacklevel=2)
 
 
 def _recovery(p: SecAgg, t: int, survivors: np.ndarray, dropped: np.ndarray, nodes: range,

@@ -69,6 +69,7 @@ def test_encode_decode_round_trip_within_half_a_step():
     assert decode(encode(big, p.bits, p.frac, p.clip)[0], p.bits, p.frac).tolist() == [4.0, -4.0]
 
 
+@pytest.mark.filterwarnings("ignore:secure aggregation saturated")  # saturation is exact too
 @settings(max_examples=20, deadline=None)
 @given(m=st.integers(2, 7), seed=st.integers(0, 2**31), t=st.integers(0, 50),
        bits=st.sampled_from([16, 32, 48]), double=st.booleans())
@@ -262,3 +263,16 @@ def test_secure_run_resumes_from_its_checkpoint(tmp_path):
         tmp_path / name)] for name in ("full", "part"))
     assert part == full
     assert full[-1]["secure_aggregation_aborted"] > 0  # threshold 1: any dropout aborts
+
+
+def test_saturation_is_warned_not_silent():
+    """Entries beyond the clip are saturated by the encoding: a warning says so, none without."""
+    import warnings
+
+    from gossip.privacy.secure_aggregation import _warn_saturated
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_saturated(torch.tensor([1.0, -2.0]), 2.0)  # within [-c, c]: no warning
+    with pytest.warns(UserWarning, match="saturated entries .* to \\+-2.0"):
+        _warn_saturated(torch.tensor([1.0, -2.5]), 2.0)
