@@ -226,13 +226,29 @@ def self_mask(p: SecAgg, t: int, i: int, d: int) -> np.ndarray:
 def client_mask(p: SecAgg, t: int, i: int, others, d: int) -> np.ndarray:
     """``sum_{j > i} PRG(s_ij) - sum_{j < i} PRG(s_ji) mod 2^k`` over ``j`` in ``others``
     (``i`` itself skipped)."""
+    return client_masks(p, t, [i], others, d)[i]
+
+
+def client_masks(p: SecAgg, t: int, clients, others, d: int) -> dict[int, np.ndarray]:
+    """:func:`client_mask` of every ``i`` in ``clients``; a pair with both ends in ``clients``
+    draws its PRG once (added at one end, subtracted at the other). The signed sums stay below
+    ``m 2^k <= 2^62`` (checked by :func:`make_secagg`), so one ``mod 2^k`` at the end is exact."""
     M = 2 ** p.bits
-    acc = np.zeros(d, dtype=np.int64)
-    for j in others:
-        j = int(j)
-        if j != i:
-            acc = (acc + pair_mask(p, t, i, j, d) if j > i else acc - pair_mask(p, t, i, j, d)) % M
-    return acc
+    clients = [int(i) for i in clients]
+    hosted = set(clients)
+    acc = {i: np.zeros(d, dtype=np.int64) for i in clients}
+    for i in clients:
+        for j in (int(j) for j in others):
+            if j == i or (j in hosted and j < i):  # the pair was drawn at its smaller end
+                continue
+            mask = pair_mask(p, t, i, j, d)
+            if j > i:
+                acc[i] += mask
+                if j in hosted:
+                    acc[j] -= mask
+            else:
+                acc[i] -= mask
+    return {i: np.remainder(a, M) for i, a in acc.items()}
 
 
 def _hosted(ids: np.ndarray, nodes: range) -> np.ndarray:
@@ -249,8 +265,10 @@ def masked_inputs(p: SecAgg, X: torch.Tensor, senders: np.ndarray, nodes: range,
     """
     d, M = X.shape[1], 2 ** p.bits
     Y = torch.zeros(X.shape, dtype=torch.int64, device=X.device)
-    for i in _hosted(senders, nodes).tolist():
-        mask = client_mask(p, t, i, senders, d)
+    hosted = _hosted(senders, nodes).tolist()
+    masks = client_masks(p, t, hosted, senders, d)
+    for i in hosted:
+        mask = masks[i]
         if p.double_mask:
             mask = (mask + self_mask(p, t, i, d)) % M
         row = X[i - nodes.start]
