@@ -78,8 +78,8 @@ def cases() -> dict[str, list[str]]:
 
 
 def privacy_cases() -> dict[str, list[str]]:
-    """``[privacy]`` DP-SGD: clipping and noise seeded by (seed, node, step, call), on the
-    logistic problem (the quadratic has no per-sample gradients)."""
+    """``[privacy]`` DP-SGD: clipping and noise seeded by (seed, node, step, call), Poisson
+    batches by (seed, node, step), on the logistic problem (the quadratic has no per-sample gradients)."""
     private = ["problem.name=logistic", "nodes=10", "problem.dim=5", "problem.batch_size=8",
                "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64",
                "privacy.clip=0.5", "privacy.noise_multiplier=1.0"]
@@ -87,6 +87,7 @@ def privacy_cases() -> dict[str, list[str]]:
         "dsgd-privacy": [*private, "algorithm.name=dsgd"],
         "fedavg-privacy": [*private, "algorithm.name=fedavg", "algorithm.client_fraction=0.5",
                            "algorithm.local_steps=2", "privacy.accountant=pld"],
+        "dsgd-privacy-poisson": [*private, "algorithm.name=dsgd", "privacy.sampling=poisson"],
     }
 
 
