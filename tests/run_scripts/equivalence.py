@@ -31,7 +31,7 @@ COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
          "dsgd-time", "async_sgd-ring", "async_gossip-ring", "allreduce-cm-label_flip",
-         "fedavg-secure", "allreduce-secure", "dsgd-privacy")
+         "fedavg-secure", "allreduce-secure", "dsgd-privacy", "dsgd-privacy-poisson")
 #: label_flip corrupts training labels, so its case is a classification run (the seeded
 #: synthetic Gaussian mixture, an MLP of 16, iid shards: disjoint node data).
 CLASSIFICATION = ["problem.name=classification", "data.name=synthetic", "data.partition=iid",
