@@ -2,7 +2,7 @@
 
 With ``privacy.clip = C`` set, every stochastic gradient node ``i`` computes at step ``t`` is
 
-    g_i = 1/B ( sum_{k in batch} clip_C(g_{i,k}) + sigma C xi_{i,t,c} ) + lambda x_i,
+    g_i = 1/B ( sum_{k in b_{i,t}} clip_C(g_{i,k}) + sigma C xi_{i,t,c} ) + lambda x_i,
     clip_C(g) = g / max(1, ||g|| / C),   xi ~ N(0, I),
 
 with ``sigma = privacy.noise_multiplier`` and the problem's data-independent L2 term
@@ -14,10 +14,19 @@ process and over MPI, whatever the placement. :class:`PrivateProblem` wraps the 
 so every algorithm that calls ``problem.gradients`` becomes DP-SGD without edits; per-sample
 norms come from the vectorised per-node paths (:mod:`gossip.privacy.per_sample`).
 
+The batch ``b_{i,t}`` (``privacy.sampling``): ``shuffle`` (default) is the problem's own
+fixed-size batch of ``B`` examples; ``poisson`` holds each of the node's ``n_i`` examples
+independently with probability ``q_i = B / n_i`` (:mod:`gossip.privacy.poisson`, seeded by
+``(seed, i, t)``), and the sum is still divided by the EXPECTED size ``q_i n_i = B``, not the
+realised one (Abadi et al. 2016; as Opacus does), so ``E[g_i] = grad f_i(x_i)`` at ``C = inf``
+and the released quantity is exactly the Poisson-subsampled Gaussian the accountant composes.
+The reported loss of a Poisson batch is its mean over the realised batch (0 when empty; an
+empty batch releases the noise alone).
+
 What is protected: sample-level DP per node, with respect to adding or removing one training
 example of that node; every message, model and aggregate the node's gradients influence is
-post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`, Poisson
-approximation stated there) composes the gradients node ``i`` actually released: in the
+post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`: exact for
+``sampling = "poisson"``, the Poisson approximation stated there for ``shuffle``) composes the gradients node ``i`` actually released: in the
 decentralized algorithms every hosted node at every call (a node crashed by ``[faults]``
 counts too: an upper bound); in the federated family
 (:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
