@@ -26,10 +26,10 @@ empty batch releases the noise alone).
 What is protected: sample-level DP per node, with respect to adding or removing one training
 example of that node; every message, model and aggregate the node's gradients influence is
 post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`: exact for
-``sampling = "poisson"``, the Poisson approximation stated there for ``shuffle``) composes the gradients node ``i`` actually released: in the
-decentralized algorithms every hosted node at every call (a node crashed by ``[faults]``
-counts too: an upper bound); in the federated family
-(:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
+``sampling = "poisson"``, the Poisson approximation stated there for ``shuffle``) composes
+the gradients node ``i`` actually released: in the decentralized algorithms every hosted node
+at every call (a node crashed by ``[faults]`` counts too: an upper bound); in the federated
+family (:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
 computed by the simulator and thrown away, as a real deployment would not compute them). The
 training losses in the metrics are a diagnostic outside the guarantee (they are not noised).
 

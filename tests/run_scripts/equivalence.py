@@ -79,7 +79,8 @@ def cases() -> dict[str, list[str]]:
 
 def privacy_cases() -> dict[str, list[str]]:
     """``[privacy]`` DP-SGD: clipping and noise seeded by (seed, node, step, call), Poisson
-    batches by (seed, node, step), on the logistic problem (the quadratic has no per-sample gradients)."""
+    batches by (seed, node, step), on the logistic problem (the quadratic has no per-sample
+    gradients)."""
     private = ["problem.name=logistic", "nodes=10", "problem.dim=5", "problem.batch_size=8",
                "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64",
                "privacy.clip=0.5", "privacy.noise_multiplier=1.0"]
