@@ -65,8 +65,7 @@ from gossip.problems.logistic import Logistic
 from gossip.runner.checkpoint import CheckpointError
 
 __all__ = ["FEDERATED", "PRIVACY_OPTIONS", "REFUSED", "SAMPLINGS", "PrivateProblem",
-           "check_privacy",
-           "privacy_on", "with_privacy"]
+           "check_privacy", "privacy_on", "with_privacy"]
 
 
 #: Values of ``privacy.sampling``.
