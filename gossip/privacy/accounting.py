@@ -17,7 +17,12 @@ sensitivity ``C sqrt(k)`` and independent noise ``sigma C`` each, i.e. one subsa
 with noise multiplier ``sigma / sqrt(k)``. A node's queries are therefore a histogram
 ``{k: number of steps queried k times}`` (:func:`epsilon`).
 
-Departure, stated plainly: our mini-batches are NOT Poisson samples. Classification walks a
+With ``privacy.sampling = "poisson"`` (:mod:`gossip.privacy.poisson`) the mini-batches ARE
+Poisson samples of rate ``q_i`` and the sum is divided by the expected size ``B``, so the
+accounting below is exact for the run (up to the accountant's own numerical bounds).
+
+Departure, stated plainly, for ``privacy.sampling = "shuffle"`` (the default): the
+mini-batches are NOT Poisson samples. Classification walks a
 fresh random permutation of ``D_i`` every epoch (shuffling, fixed batch size ``B``; a batch
 that straddles two epochs may hold one example twice); logistic draws ``B`` of ``m`` without
 replacement at every step. We account them as Poisson sampling with rate ``q_i = B / n_i``,

@@ -2,7 +2,7 @@
 
 With ``privacy.clip = C`` set, every stochastic gradient node ``i`` computes at step ``t`` is
 
-    g_i = 1/B ( sum_{k in batch} clip_C(g_{i,k}) + sigma C xi_{i,t,c} ) + lambda x_i,
+    g_i = 1/B ( sum_{k in b_{i,t}} clip_C(g_{i,k}) + sigma C xi_{i,t,c} ) + lambda x_i,
     clip_C(g) = g / max(1, ||g|| / C),   xi ~ N(0, I),
 
 with ``sigma = privacy.noise_multiplier`` and the problem's data-independent L2 term
@@ -14,13 +14,22 @@ process and over MPI, whatever the placement. :class:`PrivateProblem` wraps the 
 so every algorithm that calls ``problem.gradients`` becomes DP-SGD without edits; per-sample
 norms come from the vectorised per-node paths (:mod:`gossip.privacy.per_sample`).
 
+The batch ``b_{i,t}`` (``privacy.sampling``): ``shuffle`` (default) is the problem's own
+fixed-size batch of ``B`` examples; ``poisson`` holds each of the node's ``n_i`` examples
+independently with probability ``q_i = B / n_i`` (:mod:`gossip.privacy.poisson`, seeded by
+``(seed, i, t)``), and the sum is still divided by the EXPECTED size ``q_i n_i = B``, not the
+realised one (Abadi et al. 2016; as Opacus does), so ``E[g_i] = grad f_i(x_i)`` at ``C = inf``
+and the released quantity is exactly the Poisson-subsampled Gaussian the accountant composes.
+The reported loss of a Poisson batch is its mean over the realised batch (0 when empty; an
+empty batch releases the noise alone).
+
 What is protected: sample-level DP per node, with respect to adding or removing one training
 example of that node; every message, model and aggregate the node's gradients influence is
-post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`, Poisson
-approximation stated there) composes the gradients node ``i`` actually released: in the
-decentralized algorithms every hosted node at every call (a node crashed by ``[faults]``
-counts too: an upper bound); in the federated family
-(:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
+post-processing. ``epsilon`` of node ``i`` (:mod:`gossip.privacy.accounting`: exact for
+``sampling = "poisson"``, the Poisson approximation stated there for ``shuffle``) composes
+the gradients node ``i`` actually released: in the decentralized algorithms every hosted node
+at every call (a node crashed by ``[faults]`` counts too: an upper bound); in the federated
+family (:data:`FEDERATED`) only the clients sampled in the step's round (the others' rows are
 computed by the simulator and thrown away, as a real deployment would not compute them). The
 training losses in the metrics are a diagnostic outside the guarantee (they are not noised).
 
@@ -49,13 +58,18 @@ from gossip.privacy.per_sample import (
     linear_model_clipped_sum,
     vmap_clipped_sum,
 )
+from gossip.privacy.poisson import poisson_batches
 from gossip.problems.base import Problem
 from gossip.problems.classification.problem import ClassificationProblem
 from gossip.problems.logistic import Logistic
 from gossip.runner.checkpoint import CheckpointError
 
-__all__ = ["FEDERATED", "PRIVACY_OPTIONS", "REFUSED", "PrivateProblem", "check_privacy",
-           "privacy_on", "with_privacy"]
+__all__ = ["FEDERATED", "PRIVACY_OPTIONS", "REFUSED", "SAMPLINGS", "PrivateProblem",
+           "check_privacy", "privacy_on", "with_privacy"]
+
+
+#: Values of ``privacy.sampling``.
+SAMPLINGS = ("shuffle", "poisson")
 
 
 def _open_unit(v) -> str | None:
@@ -70,6 +84,9 @@ PRIVACY_OPTIONS: list[Option] = [
     Option("delta", float, 1e-5, "delta of the reported (epsilon, delta)", check=_open_unit),
     Option("accountant", str, "rdp", "dp-accounting's RDP or PLD accountant",
            choices=ACCOUNTANTS),
+    Option("sampling", str, "shuffle", "mini-batches: shuffle (fixed size B, accounted as "
+           "Poisson) or poisson (each example with probability B / n_i, accounting exact)",
+           choices=SAMPLINGS),
 ]
 
 #: Algorithms whose round ``t`` samples clients by
@@ -120,7 +137,7 @@ class PrivateProblem(Problem):
     ----------
     inner : Problem
         A classification or logistic problem.
-    clip, noise_multiplier, delta, accountant :
+    clip, noise_multiplier, delta, accountant, sampling :
         The ``[privacy]`` keys.
     seed : int
         The run's seed (noise streams).
@@ -131,7 +148,8 @@ class PrivateProblem(Problem):
 
     def __init__(self, inner: Problem, *, clip: float, noise_multiplier: float, delta: float,
                  accountant: str, seed: int,
-                 participates: Callable[[int, int], bool] | None = None) -> None:
+                 participates: Callable[[int, int], bool] | None = None,
+                 sampling: str = "shuffle") -> None:
         if not isinstance(inner, Logistic | ClassificationProblem):
             raise ConfigError(f"[privacy] with problem {type(inner).__name__}: it has no "
                               f"per-sample gradients; use one of: "
@@ -140,6 +158,10 @@ class PrivateProblem(Problem):
         self.clip, self.noise_multiplier = float(clip), float(noise_multiplier)
         self.delta, self.accountant, self.seed = delta, accountant, int(seed)
         self.participates = participates
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"privacy.sampling must be one of [{', '.join(SAMPLINGS)}], "
+                              f"got {sampling!r}")
+        self.sampling = sampling
         self.sizes = _data_sizes(inner)
         self.batch = _batch_size(inner)
         small = [i for i, m in enumerate(self.sizes) if m < self.batch]
@@ -188,6 +210,8 @@ class PrivateProblem(Problem):
         """``sum_k clip_C(g_{i,k})`` ``(b, dim)`` over node ``i``'s batch of ``step``, and the
         mean losses (without the L2 term)."""
         inner = self.inner
+        if self.sampling == "poisson":
+            return self._poisson_clipped_sums(X, nodes, step)
         if self.kind == "logistic":
             A, y = inner.batch(nodes, step)
             S, losses, _ = linear_model_clipped_sum(X, A, y, self.clip)
@@ -196,6 +220,28 @@ class PrivateProblem(Problem):
         idx_t = torch.from_numpy(idx).to(inner.device)
         fn = fused_clipped_sum if inner.backend.name == "fused" else vmap_clipped_sum
         S, losses, _ = fn(inner.model, X, inner.train_x[idx_t], inner.train_y[idx_t], self.clip)
+        inner.steps_done = step + 1
+        return S, losses
+
+    def _poisson_clipped_sums(self, X: torch.Tensor, nodes: range, step: int
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`clipped_sums` over Poisson batches (:mod:`gossip.privacy.poisson`): the
+        padded block's per-sample terms weighted by the 0/1 inclusion mask."""
+        inner = self.inner
+        pos, w = poisson_batches(self.seed, nodes, self.sizes, self.batch, step)
+        w_t = torch.as_tensor(w, dtype=X.dtype, device=X.device)
+        if self.kind == "logistic":
+            pos_t = torch.as_tensor(pos, device=inner.A.device)
+            A = torch.gather(inner.A[nodes.start : nodes.stop], 1,
+                             pos_t.unsqueeze(2).expand(-1, -1, inner.dim))
+            y = torch.gather(inner.b[nodes.start : nodes.stop], 1, pos_t)
+            S, losses, _ = linear_model_clipped_sum(X, A, y, self.clip, w_t)
+            return S, losses
+        idx = np.stack([inner.parts[i][p] for i, p in zip(nodes, pos, strict=True)])
+        idx_t = torch.from_numpy(idx).to(inner.device)
+        fn = fused_clipped_sum if inner.backend.name == "fused" else vmap_clipped_sum
+        S, losses, _ = fn(inner.model, X, inner.train_x[idx_t], inner.train_y[idx_t],
+                          self.clip, w_t)
         inner.steps_done = step + 1
         return S, losses
 
@@ -288,7 +334,9 @@ class PrivateProblem(Problem):
                 "mechanism": "DP-SGD (Abadi et al. 2016), sample-level DP per node",
                 "clip": self.clip, "noise_multiplier": self.noise_multiplier,
                 "delta": self.delta, "accountant": self.accountant,
-                "sampling": "accounted as Poisson with q_i = B / n_i",
+                "sampling": ("Poisson with q_i = B / n_i (accounting exact)"
+                             if self.sampling == "poisson"
+                             else "accounted as Poisson with q_i = B / n_i"),
                 "q": [self.batch / m for m in self.sizes],
                 "epsilon": self.last_epsilons,
             },
@@ -335,4 +383,4 @@ def with_privacy(problem: Problem, config: Mapping[str, Any]) -> Problem:
     p = config["privacy"]
     return PrivateProblem(problem, clip=p["clip"], noise_multiplier=p["noise_multiplier"],
                           delta=p["delta"], accountant=p["accountant"], seed=config["seed"],
-                          participates=_participation(config))
+                          participates=_participation(config), sampling=p["sampling"])

@@ -22,7 +22,11 @@ and releases their noisy sum. The functions here return, for every node of a blo
 - :func:`linear_model_clipped_sum`: logistic regression, ``g_k = s_k a_k`` with
   ``s_k = -y_k sigmoid(-y_k <a_k, x>)``, so ``||g_k|| = |s_k| ||a_k||``.
 
-``clip = inf`` gives the plain sums ``sum_k g_k`` (the factor is 1).
+``clip = inf`` gives the plain sums ``sum_k g_k`` (the factor is 1). With ``weights``
+``w`` ``(b, B)`` (Poisson batches, :mod:`gossip.privacy.poisson`: 1 for an included example,
+0 for padding) the sums are ``sum_k w_k clip_C(g_{i,k})`` and the losses the mean over the
+included examples, ``sum_k w_k l_k / max(1, sum_k w_k)`` (0 for an empty batch); without
+``weights`` every entry counts (the bit-identical shuffled path).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def clip_factors(norms: torch.Tensor, clip: float) -> torch.Tensor:
 
 def fused_clipped_sum(
     model: nn.Module, X: torch.Tensor, batches_x: torch.Tensor, batches_y: torch.Tensor,
-    clip: float,
+    clip: float, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(S, losses, norms)`` of a Linear/ReLU chain, shapes as
     :func:`~gossip.problems.classification.fused.fused_grads` (``norms`` ``(b, B)``).
@@ -72,7 +76,10 @@ def fused_clipped_sum(
         saved.append(a)
         a = a.relu() if op == "relu" else _linear(X, op, a)
     logp = a.log_softmax(-1)
-    losses = -logp.gather(-1, batches_y[..., None]).sum((1, 2)) / B
+    if weights is None:
+        losses = -logp.gather(-1, batches_y[..., None]).sum((1, 2)) / B
+    else:
+        losses = _weighted_mean(-logp.gather(-1, batches_y[..., None])[..., 0], weights)
     delta = logp.exp()
     delta.scatter_add_(-1, batches_y[..., None], torch.full_like(delta[..., :1], -1.0))
     sq = torch.zeros(batches_y.shape, dtype=X.dtype, device=X.device)
@@ -92,7 +99,10 @@ def fused_clipped_sum(
             delta = torch.bmm(delta, _weight(X, op))
         a = z_in
     norms = sq.sqrt()
-    c = clip_factors(norms, clip).unsqueeze(-1)
+    c = clip_factors(norms, clip)
+    if weights is not None:
+        c = c * weights
+    c = c.unsqueeze(-1)
     S = torch.empty(X.shape, dtype=X.dtype, device=X.device)
     for op, delta, z_in in layers:
         scaled = delta * c
@@ -104,7 +114,7 @@ def fused_clipped_sum(
 
 def vmap_clipped_sum(
     model: nn.Module, X: torch.Tensor, batches_x: torch.Tensor, batches_y: torch.Tensor,
-    clip: float,
+    clip: float, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(S, losses, norms)`` of any model ``torch.func`` can vectorise: per-sample gradients
     by ``vmap(vmap(grad(l), samples), nodes)``, chunked over nodes."""
@@ -126,14 +136,20 @@ def vmap_clipped_sum(
         hi = min(b, lo + chunk)
         Gs, ls = per_node(X[lo:hi], batches_x[lo:hi], batches_y[lo:hi])  # (c, B, d), (c, B)
         nk = torch.linalg.vector_norm(Gs, dim=-1)
-        S[lo:hi] = torch.einsum("cb,cbd->cd", clip_factors(nk, clip), Gs)
-        losses[lo:hi] = ls.detach().mean(1)
+        c = clip_factors(nk, clip)
+        if weights is None:
+            losses[lo:hi] = ls.detach().mean(1)
+        else:
+            c = c * weights[lo:hi]
+            losses[lo:hi] = _weighted_mean(ls.detach(), weights[lo:hi])
+        S[lo:hi] = torch.einsum("cb,cbd->cd", c, Gs)
         norms[lo:hi] = nk
     return S, losses, norms
 
 
 def linear_model_clipped_sum(
     X: torch.Tensor, A: torch.Tensor, y: torch.Tensor, clip: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(S, losses, norms)`` of logistic regression ``l(x; a, y) = log(1 + exp(-y <a, x>))``
     on samples ``A`` ``(b, B, d)``, ``y`` ``(b, B)`` in ``{-1, +1}`` (losses: the mean ``l``,
@@ -141,5 +157,14 @@ def linear_model_clipped_sum(
     z = -y * torch.einsum("bmd,bd->bm", A, X)
     s = -y * torch.sigmoid(z)
     norms = s.abs() * torch.linalg.vector_norm(A, dim=-1)
-    S = torch.einsum("bm,bmd->bd", clip_factors(norms, clip) * s, A)
-    return S, F.softplus(z).mean(1), norms
+    c = clip_factors(norms, clip)
+    if weights is None:
+        return torch.einsum("bm,bmd->bd", c * s, A), F.softplus(z).mean(1), norms
+    S = torch.einsum("bm,bmd->bd", c * weights * s, A)
+    return S, _weighted_mean(F.softplus(z), weights), norms
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_k w_k v_k / max(1, sum_k w_k)`` over the last axis: the mean over a realised
+    Poisson batch (0 for an empty one)."""
+    return (values * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)

@@ -31,7 +31,7 @@ COMMON = ["problem.name=quadratic", "nodes=10", "problem.dim=5", "problem.sigma=
 #: The cases run on 2 ranks as well.
 SMALL = ("dsgd-ring", "dsgd-onepeer", "gradient_tracking-ring", "dsgd-faults",
          "dsgd-time", "async_sgd-ring", "async_gossip-ring", "allreduce-cm-label_flip",
-         "fedavg-secure", "allreduce-secure", "dsgd-privacy")
+         "fedavg-secure", "allreduce-secure", "dsgd-privacy", "dsgd-privacy-poisson")
 #: label_flip corrupts training labels, so its case is a classification run (the seeded
 #: synthetic Gaussian mixture, an MLP of 16, iid shards: disjoint node data).
 CLASSIFICATION = ["problem.name=classification", "data.name=synthetic", "data.partition=iid",
@@ -78,8 +78,9 @@ def cases() -> dict[str, list[str]]:
 
 
 def privacy_cases() -> dict[str, list[str]]:
-    """``[privacy]`` DP-SGD: clipping and noise seeded by (seed, node, step, call), on the
-    logistic problem (the quadratic has no per-sample gradients)."""
+    """``[privacy]`` DP-SGD: clipping and noise seeded by (seed, node, step, call), Poisson
+    batches by (seed, node, step), on the logistic problem (the quadratic has no per-sample
+    gradients)."""
     private = ["problem.name=logistic", "nodes=10", "problem.dim=5", "problem.batch_size=8",
                "rounds=6", "eval_every=2", "checkpoint_every=3", "dtype=float64",
                "privacy.clip=0.5", "privacy.noise_multiplier=1.0"]
@@ -87,6 +88,7 @@ def privacy_cases() -> dict[str, list[str]]:
         "dsgd-privacy": [*private, "algorithm.name=dsgd"],
         "fedavg-privacy": [*private, "algorithm.name=fedavg", "algorithm.client_fraction=0.5",
                            "algorithm.local_steps=2", "privacy.accountant=pld"],
+        "dsgd-privacy-poisson": [*private, "algorithm.name=dsgd", "privacy.sampling=poisson"],
     }
 
 
