@@ -217,9 +217,18 @@ class PrivateProblem(Problem):
             S, losses, _ = linear_model_clipped_sum(X, A, y, self.clip)
             return S, losses
         idx = np.stack([inner.batch_indices(i, step) for i in nodes])
+        return self._classification_sums(X, idx, step)
+
+    def _classification_sums(self, X: torch.Tensor, idx: np.ndarray, step: int,
+                             weights: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clipped sums of the classification problem over the training examples ``idx``
+        ``(b, L)`` (weighted when ``weights`` is given), by the problem's back-end."""
+        inner = self.inner
         idx_t = torch.from_numpy(idx).to(inner.device)
         fn = fused_clipped_sum if inner.backend.name == "fused" else vmap_clipped_sum
-        S, losses, _ = fn(inner.model, X, inner.train_x[idx_t], inner.train_y[idx_t], self.clip)
+        S, losses, _ = fn(inner.model, X, inner.train_x[idx_t], inner.train_y[idx_t], self.clip,
+                          weights)
         inner.steps_done = step + 1
         return S, losses
 
@@ -238,12 +247,7 @@ class PrivateProblem(Problem):
             S, losses, _ = linear_model_clipped_sum(X, A, y, self.clip, w_t)
             return S, losses
         idx = np.stack([inner.parts[i][p] for i, p in zip(nodes, pos, strict=True)])
-        idx_t = torch.from_numpy(idx).to(inner.device)
-        fn = fused_clipped_sum if inner.backend.name == "fused" else vmap_clipped_sum
-        S, losses, _ = fn(inner.model, X, inner.train_x[idx_t], inner.train_y[idx_t],
-                          self.clip, w_t)
-        inner.steps_done = step + 1
-        return S, losses
+        return self._classification_sums(X, idx, step, w_t)
 
     @property
     def kind(self) -> str:
