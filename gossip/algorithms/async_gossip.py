@@ -49,7 +49,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gossip.algorithms.async_sgd import compute_seconds, link_seconds, refresh_gradients
+from gossip.algorithms.async_sgd import (
+    compute_seconds,
+    link_seconds,
+    refresh_gradients,
+    require_event_time,
+)
 from gossip.algorithms.base import Algorithm, Context, register_algorithm
 from gossip.errors import ConfigError
 
@@ -88,12 +93,7 @@ class AsyncGossip(Algorithm):
         "the models)"
 
     def init(self, ctx: Context) -> AsyncGossipState:
-        if ctx.time is None:
-            raise ConfigError("algorithm.name='async_gossip' needs a [time] section (e.g. "
-                              "time.compute=1): its event order comes from the time model")
-        if getattr(ctx.problem, "honest", None) is not None:
-            raise ConfigError("algorithm.name='async_gossip' does not support an [attack]; "
-                              "use attack.name='none'")
+        require_event_time(ctx, self.name, "its event order comes from the time model")
         n = ctx.comm.n
         lonely = [i for i in range(n) if ctx.graph.degree(i) == 0]
         if lonely:

@@ -67,7 +67,7 @@ from gossip.options import non_negative
 from gossip.registry import option
 
 __all__ = ["AsyncSGD", "AsyncSGDState", "compute_seconds", "link_seconds",
-           "refresh_gradients", "step_size"]
+           "refresh_gradients", "require_event_time", "step_size"]
 
 
 class AsyncSGDState(NamedTuple):
@@ -96,6 +96,17 @@ def step_size(eta: float, tau: int, step: str, tau_c: int, large_delay: str) -> 
     if step == "constant" or tau <= tau_c:
         return eta
     return eta / tau if large_delay == "scale" else 0.0
+
+
+def require_event_time(ctx: Context, name: str, why: str) -> None:
+    """The checks of an event-driven algorithm (``async_sgd``, ``async_gossip``): a ``[time]``
+    section (``why``: what it needs it for) and no ``[attack]``; one-line ConfigError."""
+    if ctx.time is None:
+        raise ConfigError(f"algorithm.name={name!r} needs a [time] section (e.g. "
+                          f"time.compute=1): {why}")
+    if getattr(ctx.problem, "honest", None) is not None:
+        raise ConfigError(f"algorithm.name={name!r} does not support an [attack]; use "
+                          "attack.name='none'")
 
 
 def compute_seconds(ctx: Context, i: int, j: int) -> float:
@@ -145,12 +156,7 @@ class AsyncSGD(Algorithm):
                                   "(scale) or 0 (drop)", choices=("scale", "drop"))
 
     def init(self, ctx: Context) -> AsyncSGDState:
-        if ctx.time is None:
-            raise ConfigError("algorithm.name='async_sgd' needs a [time] section (e.g. "
-                              "time.compute=1): its staleness comes from the time model")
-        if getattr(ctx.problem, "honest", None) is not None:
-            raise ConfigError("algorithm.name='async_sgd' does not support an [attack]; use "
-                              "attack.name='none'")
+        require_event_time(ctx, self.name, "its staleness comes from the time model")
         comm = ctx.comm
         n = comm.n
         X0 = ctx.problem.init_params(comm.nodes)
